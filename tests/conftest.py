@@ -1,0 +1,26 @@
+"""Shared fixtures. Real public data lives outside the project; tests that need it skip cleanly."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Everything the tests generate (runs, MLflow store) goes to a scratch folder, never to outputs/.
+os.environ.setdefault("LEAD2VALUE_OUTPUTS", tempfile.mkdtemp(prefix="lead2value-tests-"))
+
+from utils.paths import PROJECT_ROOT  # noqa: E402  (after the environment is set)
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("LEAD2VALUE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real data for checks (`LEAD2VALUE_SHARED_DATA`, else ../shared/data)."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data folder absent: {path} (set LEAD2VALUE_SHARED_DATA)")
+    return path

@@ -1,0 +1,1 @@
+"""lead2value: the logic behind the notebooks (one module per concern)."""
