@@ -109,6 +109,17 @@ def save_table(df: Any, run: Path, name: str) -> Path:
     return out
 
 
+def model_requirements(packages: tuple[str, ...] = ("scikit-learn", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")) -> list[str]:
+    """Pinned pip requirements for a logged model, read from the environment.
+
+    Passing them explicitly spares MLflow its requirement inference, which loads the
+    model in a subprocess and costs tens of seconds per logged model.
+    """
+    from utils.env import package_versions
+
+    return [f"{name}=={version}" for name, version in package_versions(packages).items() if version != "not installed"]
+
+
 # --- model registry -----------------------------------------------------------------------
 
 
@@ -116,7 +127,7 @@ def champion_version(name: str) -> str | None:
     """The registered version the ``champion`` alias points at, or None."""
     configure()
     try:
-        return MlflowClient().get_model_version_by_alias(name, CHAMPION_ALIAS).version
+        return str(MlflowClient().get_model_version_by_alias(name, CHAMPION_ALIAS).version)
     except MlflowException:
         return None
 
