@@ -1,0 +1,114 @@
+"""The Spark engine gives the same scores as pandas, through mlflow.pyfunc.spark_udf.
+
+One local SparkSession for the whole module (start-up is the slow part).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils import scoring
+from utils.paths import PROJECT_ROOT
+from utils.validate import DataContractError
+
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(180)]
+
+FEATURES = ["city_tier", "first_platform_c", "total_leads_droppped", "referred_lead"]
+
+
+def lead_frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "city_tier": rng.integers(1, 4, n).astype(float),
+        "first_platform_c": rng.choice(["Level0", "Level3", "others"], n).astype(object),
+        "total_leads_droppped": rng.integers(1, 5, n).astype(float),
+        "referred_lead": rng.integers(0, 2, n).astype(float),
+    })
+    frame.loc[::7, "referred_lead"] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark", reason="pyspark not installed")
+    if shutil.which("java") is None and not __import__("os").environ.get("JAVA_HOME"):
+        pytest.skip("no Java runtime: Spark needs java on PATH or JAVA_HOME")
+    from utils import spark_scoring
+
+    try:
+        spark_scoring.check_pandas_compatible()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    session = spark_scoring.get_spark("local[2]", app_name="lead2value-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A stand-in probability model and a regressor, registered in a throwaway store."""
+    import mlflow.sklearn
+    from lightgbm import LGBMClassifier, LGBMRegressor
+    from mlflow.models import infer_signature
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("spark-tests", artifact_location=(root / "artifacts").as_uri()))
+    train = lead_frame(500, seed=0)
+    target = (np.random.default_rng(1).random(500) < 0.2 + 0.3 * (train["first_platform_c"] == "Level0")).astype(int)
+    encoder = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["first_platform_c"]), remainder="passthrough")
+    classifier = make_pipeline(encoder, LGBMClassifier(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)).fit(train, target)
+    regressor = make_pipeline(encoder, LGBMRegressor(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)).fit(train, target * 100.0)
+    for name, model, kwargs in (("lead_scoring", classifier, {"pyfunc_predict_fn": "predict_proba"}), ("clv", regressor, {})):
+        output = model.predict_proba(train) if kwargs else model.predict(train)
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(model, name="model", signature=infer_signature(train, output), registered_model_name=name,
+                                     serialization_format="cloudpickle", pip_requirements=[], **kwargs)
+    yield {"lead": scoring.load_model("models:/lead_scoring/1"), "clv": scoring.load_model("models:/clv/1")}
+    mlflow.set_tracking_uri(previous)
+    mlflow.set_registry_uri(previous)
+
+
+def new_leads() -> pd.DataFrame:
+    frame = lead_frame(300, seed=7)
+    frame.loc[::13, "first_platform_c"] = None  # missing text must travel through Arrow the same way
+    frame.loc[5, "first_platform_c"] = "Level99"  # a level the model never saw
+    return frame.assign(lead_id=np.arange(300)).set_index(np.arange(300) * 3)  # a non-default index
+
+
+@pytest.mark.parametrize(("kind", "score_column"), [("lead", "p_app_complete"), ("clv", "predicted_clv")])
+def test_spark_and_pandas_engines_agree(spark, models, kind, score_column):
+    leads = new_leads()
+    by_pandas = scoring.score_table(models[kind], leads, score_column, engine="pandas")
+    by_spark = scoring.score_table(models[kind], leads, score_column, engine="spark", spark=spark)
+    np.testing.assert_allclose(by_spark[score_column], by_pandas[score_column], rtol=0, atol=1e-9)
+    pd.testing.assert_index_equal(by_spark.index, leads.index)
+    assert by_spark["model_version"].eq("1").all()
+    assert by_pandas[score_column].nunique() > 5  # the check compares real, varied scores
+
+
+def test_spark_engine_checks_columns_before_starting_work(spark, models):
+    with pytest.raises(DataContractError, match=r"new.parquet: column 'city_tier': missing"):
+        scoring.score_table(models["lead"], new_leads().drop(columns="city_tier"), "p", file="new.parquet", engine="spark", spark=spark)
+
+
+def test_spark_engine_needs_a_session(models):
+    with pytest.raises(ValueError, match="SparkSession"):
+        scoring.score_table(models["lead"], new_leads(), "p", engine="spark")
+
+
+def test_pandas_engine_never_imports_pyspark():
+    code = "import sys, utils.scoring, utils.spark_scoring, utils.monitoring; sys.exit('pyspark' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT).returncode == 0

@@ -1,0 +1,89 @@
+"""Scoring on Spark: the same registered model, through ``mlflow.pyfunc.spark_udf``.
+
+pyspark is imported here only, and only when a function is called, so the
+pandas engine never needs Java. ``master`` is ``local[*]`` on a laptop and
+e.g. ``spark://host:7077`` or ``yarn`` on a cluster; the model is shipped to
+the executors by MLflow, which need the same Python packages as the driver.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from utils import scoring
+
+ROW_ID = "__lead2value_row"
+SCORE = "__lead2value_score"
+
+
+def check_pandas_compatible() -> None:
+    """Fail early, with the fix, when the installed pyspark cannot work with the installed pandas."""
+    from pyspark.sql.pandas.utils import require_minimum_pandas_version
+
+    try:
+        require_minimum_pandas_version()
+    except Exception as error:  # pyspark raises its own ImportError subclass
+        import pyspark
+
+        raise RuntimeError(
+            f"pyspark {pyspark.__version__} cannot use pandas {pd.__version__} ({error}); "
+            "pycaret 3.3 needs pandas < 2.2, so pin pyspark 3.5.x in the lock"
+        ) from error
+
+
+def get_spark(master: str = "local[*]", app_name: str = "lead2value-scoring", conf: dict[str, str] | None = None) -> Any:
+    """A SparkSession on ``master`` with Arrow transfer on; reuses a running session of the same master."""
+    check_pandas_compatible()
+    from pyspark.sql import SparkSession
+
+    # Python workers must import the same packages (sklearn, lightgbm, mlflow) as this interpreter.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    if master.startswith("local"):
+        # A laptop run needs no web UI, and a fixed shuffle width keeps small jobs quick.
+        builder = builder.config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def result_type_for(model: scoring.ScoringModel, features: pd.DataFrame) -> str:
+    """``array<double>`` for a class-probability model, ``double`` for a regressor (probed on one row)."""
+    probe = model.pyfunc.predict(features.head(1))
+    values = probe.to_numpy() if isinstance(probe, (pd.DataFrame, pd.Series)) else np.asarray(probe)
+    return "array<double>" if values.ndim == 2 and values.shape[1] > 1 else "double"
+
+
+def score_spark_frame(spark_df: Any, model_uri: str, columns: list[str], result_type: str = "double", output_column: str = SCORE) -> Any:
+    """``spark_df`` with a column of model output; use it directly on tables read by Spark (e.g. parquet on a cluster)."""
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    udf = mlflow.pyfunc.spark_udf(spark_df.sparkSession, model_uri, result_type=result_type, env_manager="local")
+    # A struct passes the columns by name, so the model's signature matches them as in pandas.
+    return spark_df.withColumn(output_column, udf(F.struct(*[F.col(c) for c in columns])))
+
+
+def predict_scores_spark(model: scoring.ScoringModel, df: pd.DataFrame, spark: Any, file: str = "<input>") -> np.ndarray:
+    """One score per row of ``df``, in ``df``'s order, computed on Spark executors."""
+    features = scoring.model_features(model, df, file).reset_index(drop=True)
+    if features.empty:
+        return np.array([], dtype="float64")
+    result_type = result_type_for(model, features)
+    spark_df = spark.createDataFrame(features.assign(**{ROW_ID: np.arange(len(features), dtype="int64")}))
+    scored = score_spark_frame(spark_df, model.pinned_uri, list(features.columns), result_type)
+    # Spark does not promise to keep row order through a UDF, hence the row id.
+    out = scored.select(ROW_ID, SCORE).toPandas().sort_values(ROW_ID)
+    if len(out) != len(features):
+        raise RuntimeError(f"{file}: Spark returned {len(out)} scores for {len(features)} rows")
+    raw = np.vstack(out[SCORE].to_numpy()) if result_type.startswith("array") else out[SCORE].to_numpy()
+    return scoring.positive_class_scores(raw)
