@@ -1,4 +1,5 @@
 """The offline HTML dashboard: self-contained, complete, escaped, reproducible."""
+
 from __future__ import annotations
 
 import json
@@ -14,26 +15,42 @@ from utils.validate import DataContractError
 
 def leads_frame(n: int = 120) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "created_date": pd.date_range("2022-01-01", periods=n, freq="h"),
-        "first_platform_c": rng.choice(["Level0", "others"], n),
-        "total_leads_droppped": rng.integers(1, 4, n).astype(float),
-        "p_app_complete": np.linspace(0.0, 1.0, n),
-        "model_name": "lead_scoring", "model_version": "4", "model_run_id": "run-lead",
-    })
+    return pd.DataFrame(
+        {
+            "created_date": pd.date_range("2022-01-01", periods=n, freq="h"),
+            "first_platform_c": rng.choice(["Level0", "others"], n),
+            "total_leads_droppped": rng.integers(1, 4, n).astype(float),
+            "p_app_complete": np.linspace(0.0, 1.0, n),
+            "model_name": "lead_scoring",
+            "model_version": "4",
+            "model_run_id": "run-lead",
+        }
+    )
 
 
 def customers_frame(n: int = 50) -> pd.DataFrame:
     rng = np.random.default_rng(1)
-    return pd.DataFrame({"customer_id": np.arange(n), "country": rng.choice(["United Kingdom", "EIRE"], n),
-                         "predicted_clv": rng.gamma(2.0, 50.0, n)})
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "country": rng.choice(["United Kingdom", "EIRE"], n),
+            "predicted_clv": rng.gamma(2.0, 50.0, n),
+        }
+    )
 
 
-PROVENANCE = {"tables": {
-    "leads_scored": {"model_name": "lead_scoring", "model_version": "4", "model_run_id": "run-lead", "rows": 120,
-                     "input": {"file": "leads_new_clean.parquet", "sha256": "ab" * 32}},
-    "customers_scored": {"model_name": "clv", "model_version": "2", "model_run_id": "run-clv", "rows": 50},
-}}
+PROVENANCE = {
+    "tables": {
+        "leads_scored": {
+            "model_name": "lead_scoring",
+            "model_version": "4",
+            "model_run_id": "run-lead",
+            "rows": 120,
+            "input": {"file": "leads_new_clean.parquet", "sha256": "ab" * 32},
+        },
+        "customers_scored": {"model_name": "clv", "model_version": "2", "model_run_id": "run-clv", "rows": 50},
+    }
+}
 
 
 def build(**kwargs) -> str:
@@ -41,7 +58,7 @@ def build(**kwargs) -> str:
 
 
 def embedded_table(page: str) -> dict:
-    raw = re.search(r'<script type="application/json" id="top-leads-data">(.*?)</script>', page, re.S).group(1)
+    raw = re.search(r'<script type="application/json" id="top-leads-data">(.*?)</script>', page, re.DOTALL).group(1)
     return json.loads(raw)
 
 
@@ -67,8 +84,8 @@ def test_page_has_every_chart_and_section():
 def test_kpis_follow_the_thresholds():
     page = build(junk_threshold=0.25, decision_threshold=0.5)
     scores = leads_frame()["p_app_complete"]
-    assert f"{(scores < 0.25).mean():.1%}</div><div class=\"l\">junk leads (score &lt; 0.25)" in page
-    assert f"{(scores >= 0.5).mean():.1%}</div><div class=\"l\">share at or above threshold 0.5" in page
+    assert f'{(scores < 0.25).mean():.1%}</div><div class="l">junk leads (score &lt; 0.25)' in page
+    assert f'{(scores >= 0.5).mean():.1%}</div><div class="l">share at or above threshold 0.5' in page
 
 
 def test_top_leads_table_holds_the_best_n_sorted():
@@ -118,7 +135,9 @@ def test_provenance_and_hash_tables():
 
 def test_customer_segments_come_from_the_customer_table():
     scored = pd.DataFrame({"customer_id": [1, 2, 3], "predicted_clv": [1.0, 2.0, 3.0]})
-    source = pd.DataFrame({"customer_id": [1, 2, 3], "country": ["EIRE", "USA", None], "gender": ["f", "m", "f"], "age": [22, 40, None]})
+    source = pd.DataFrame(
+        {"customer_id": [1, 2, 3], "country": ["EIRE", "USA", None], "gender": ["f", "m", "f"], "age": [22, 40, None]}
+    )
     out = dashboard.customer_segments(scored, source)
     assert list(out["country"][:2]) == ["EIRE", "USA"] and list(out["age_band"][:2]) == ["0-24", "35-44"]
     assert pd.isna(out["age_band"].iloc[2]) and list(out["predicted_clv"]) == [1.0, 2.0, 3.0]

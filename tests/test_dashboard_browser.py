@@ -5,6 +5,7 @@ it reads commands on fd 3 and writes replies on fd 4, NUL-separated JSON), so
 the test opens no port. Skips when no Chromium binary is found
 (``apt-get install chromium``; or set ``CHROMIUM_BIN``).
 """
+
 from __future__ import annotations
 
 import base64
@@ -53,11 +54,24 @@ class DevTools:
             os.dup2(child_write, 4)
 
         self.process = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-extensions", "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
-             "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
-            close_fds=False, preexec_fn=place_pipes,  # every other fd of ours is close-on-exec already
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-extensions",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--hide-scrollbars",
+                "--remote-debugging-pipe",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            close_fds=False,
+            preexec_fn=place_pipes,  # every other fd of ours is close-on-exec already
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         os.close(child_read)
         os.close(child_write)
@@ -138,18 +152,34 @@ class DevTools:
 def sample_page() -> str:
     rng = np.random.default_rng(0)
     n = 400
-    leads = pd.DataFrame({
-        "created_date": pd.date_range("2022-01-01", periods=n, freq="h"),
-        "city_tier": rng.integers(1, 4, n).astype(float),
-        "first_platform_c": rng.choice(["Level0", "Level3", "others"], n),
-        "p_app_complete": rng.beta(2, 2, n),
-        "model_name": "lead_scoring", "model_version": "3", "model_run_id": "r1",
-    })
-    customers = pd.DataFrame({"customer_id": np.arange(200), "country": rng.choice(["United Kingdom", "EIRE", "France"], 200),
-                              "predicted_clv": rng.gamma(2, 100, 200)})
-    drift = {"leads": monitoring.psi_table(leads[["city_tier", "first_platform_c"]].iloc[:200],
-                                           leads[["city_tier", "first_platform_c"]].iloc[200:])}
-    provenance = {"tables": {"leads_scored": {"model_name": "lead_scoring", "model_version": "3", "model_run_id": "r1", "rows": n}}}
+    leads = pd.DataFrame(
+        {
+            "created_date": pd.date_range("2022-01-01", periods=n, freq="h"),
+            "city_tier": rng.integers(1, 4, n).astype(float),
+            "first_platform_c": rng.choice(["Level0", "Level3", "others"], n),
+            "p_app_complete": rng.beta(2, 2, n),
+            "model_name": "lead_scoring",
+            "model_version": "3",
+            "model_run_id": "r1",
+        }
+    )
+    customers = pd.DataFrame(
+        {
+            "customer_id": np.arange(200),
+            "country": rng.choice(["United Kingdom", "EIRE", "France"], 200),
+            "predicted_clv": rng.gamma(2, 100, 200),
+        }
+    )
+    drift = {
+        "leads": monitoring.psi_table(
+            leads[["city_tier", "first_platform_c"]].iloc[:200], leads[["city_tier", "first_platform_c"]].iloc[200:]
+        )
+    }
+    provenance = {
+        "tables": {
+            "leads_scored": {"model_name": "lead_scoring", "model_version": "3", "model_run_id": "r1", "rows": n}
+        }
+    }
     return dashboard.build_dashboard(leads, customers, provenance, top_n=TOP_N, drift=drift)
 
 
@@ -166,7 +196,10 @@ def browser(tmp_path_factory):
         tools.session = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             tools.send(f"{domain}.enable")
-        tools.send("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 2400, "deviceScaleFactor": 1, "mobile": False})
+        tools.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1400, "height": 2400, "deviceScaleFactor": 1, "mobile": False},
+        )
         tools.send("Page.navigate", {"url": page_path.as_uri()})
         tools.wait_for_event("Page.loadEventFired")
         yield tools, folder
@@ -201,7 +234,9 @@ def test_charts_render_without_console_errors_and_screenshot(browser):
 def test_table_sorts_and_filters(browser):
     tools, _ = browser
     wait_until_drawn(tools)
-    first_column = "Array.from(document.querySelectorAll('#top-leads tbody tr')).map(r => parseFloat(r.cells[0].textContent))"
+    first_column = (
+        "Array.from(document.querySelectorAll('#top-leads tbody tr')).map(r => parseFloat(r.cells[0].textContent))"
+    )
     scores = tools.evaluate(first_column)
     assert scores == sorted(scores, reverse=True), "the table should open sorted by score, best first"
     tools.evaluate("document.querySelector('#top-leads thead th').click()")

@@ -1,7 +1,8 @@
 """Drift: PSI of numeric and categorical features, thresholds, history file and plot."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import matplotlib
 import numpy as np
@@ -60,8 +61,14 @@ def test_status_thresholds():
 
 def test_psi_table_infers_kind_and_sorts_worst_first():
     rng = np.random.default_rng(2)
-    train = pd.DataFrame({"x": rng.normal(size=500), "tier": rng.integers(1, 4, 500).astype(float),
-                          "platform": rng.choice(["a", "b"], 500), "flag": rng.random(500) < 0.5})
+    train = pd.DataFrame(
+        {
+            "x": rng.normal(size=500),
+            "tier": rng.integers(1, 4, 500).astype(float),
+            "platform": rng.choice(["a", "b"], 500),
+            "flag": rng.random(500) < 0.5,
+        }
+    )
     new = train.assign(x=train["x"] + 2, platform="c")
     table = monitoring.psi_table(train, new, psi_warn=0.1, psi_fail=0.25)
     kinds = dict(zip(table["feature"], table["kind"]))
@@ -89,18 +96,33 @@ def test_check_drift_raises_only_past_fail():
 
 
 def _table(psi: dict[str, float]) -> pd.DataFrame:
-    return pd.DataFrame({"feature": list(psi), "kind": "numeric", "psi": list(psi.values()), "unseen_share": 0.0,
-                         "status": [monitoring.drift_status(v, 0.1, 0.25) for v in psi.values()]})
+    return pd.DataFrame(
+        {
+            "feature": list(psi),
+            "kind": "numeric",
+            "psi": list(psi.values()),
+            "unseen_share": 0.0,
+            "status": [monitoring.drift_status(v, 0.1, 0.25) for v in psi.values()],
+        }
+    )
 
 
 def test_append_history_one_line_per_run_and_widens_for_new_features(tmp_path):
     path = tmp_path / "monitoring" / "drift_history.csv"
-    when = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    first = monitoring.history_row("run-1", {"leads": _table({"a": 0.05})}, recorded_at=when, **{"leads.psi_score": 0.01})
-    assert first["leads.psi_max"] == 0.05 and first["leads.status"] == "ok" and first["recorded_at"].startswith("2024-01-01")
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    first = monitoring.history_row(
+        "run-1", {"leads": _table({"a": 0.05})}, recorded_at=when, **{"leads.psi_score": 0.01}
+    )
+    assert (
+        first["leads.psi_max"] == 0.05
+        and first["leads.status"] == "ok"
+        and first["recorded_at"].startswith("2024-01-01")
+    )
     monitoring.append_history(path, first)
     monitoring.append_history(path, monitoring.history_row("run-2", {"leads": _table({"a": 0.15})}, recorded_at=when))
-    history = monitoring.append_history(path, monitoring.history_row("run-3", {"leads": _table({"a": 0.3, "b": 0.0})}, recorded_at=when))
+    history = monitoring.append_history(
+        path, monitoring.history_row("run-3", {"leads": _table({"a": 0.3, "b": 0.0})}, recorded_at=when)
+    )
     on_disk = pd.read_csv(path)
     assert list(on_disk["run"]) == ["run-1", "run-2", "run-3"] == list(history["run"])
     assert list(on_disk["leads.status"]) == ["ok", "warn", "fail"]
@@ -118,7 +140,9 @@ def test_plot_drift_history_draws_thresholds():
 
 
 def test_training_reference_is_the_earliest_share():
-    frame = pd.DataFrame({"created_date": pd.to_datetime(["2022-01-05", "2022-01-01", "2022-01-03", "2022-01-02"]), "x": [5, 1, 3, 2]})
+    frame = pd.DataFrame(
+        {"created_date": pd.to_datetime(["2022-01-05", "2022-01-01", "2022-01-03", "2022-01-02"]), "x": [5, 1, 3, 2]}
+    )
     assert list(monitoring.training_reference(frame, 0.5)["x"]) == [1, 2]
     assert len(monitoring.training_reference(frame, 1.0)) == 4
     with pytest.raises(ValueError, match="train_share"):

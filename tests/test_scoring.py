@@ -1,10 +1,10 @@
 """Scoring with registered models: identity of the model, columns, bands, deciles, files."""
+
 from __future__ import annotations
 
 import json
 from types import SimpleNamespace
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,12 +17,14 @@ LEAD_FEATURES = ["city_tier", "first_platform_c", "total_leads_droppped", "refer
 
 def lead_frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "city_tier": rng.integers(1, 4, n).astype(float),
-        "first_platform_c": rng.choice(["Level0", "Level3", "others"], n),
-        "total_leads_droppped": rng.integers(1, 5, n).astype(float),
-        "referred_lead": rng.integers(0, 2, n).astype(float),
-    })
+    frame = pd.DataFrame(
+        {
+            "city_tier": rng.integers(1, 4, n).astype(float),
+            "first_platform_c": rng.choice(["Level0", "Level3", "others"], n),
+            "total_leads_droppped": rng.integers(1, 5, n).astype(float),
+            "referred_lead": rng.integers(0, 2, n).astype(float),
+        }
+    )
     frame.loc[::11, "referred_lead"] = np.nan
     return frame
 
@@ -44,25 +46,41 @@ def registry(tmp_path_factory):
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment("scoring-tests", artifact_location=(root / "artifacts").as_uri()))
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment("scoring-tests", artifact_location=(root / "artifacts").as_uri())
+    )
     train = lead_frame(400, seed=0)
     target = (np.random.default_rng(1).random(400) < 0.2 + 0.2 * (train["first_platform_c"] == "Level0")).astype(int)
     pipelines = {}
     for version, trees in ((1, 5), (2, 15)):
         pipe = make_pipeline(
-            make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["first_platform_c"]), remainder="passthrough"),
+            make_column_transformer(
+                (OneHotEncoder(handle_unknown="ignore"), ["first_platform_c"]), remainder="passthrough"
+            ),
             LGBMClassifier(n_estimators=trees, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1),
         ).fit(train, target)
         with mlflow.start_run():
-            mlflow.sklearn.log_model(pipe, name="model", signature=infer_signature(train, pipe.predict_proba(train)),
-                                     pyfunc_predict_fn="predict_proba", registered_model_name="lead_scoring",
-                                     serialization_format="cloudpickle", pip_requirements=[])
+            mlflow.sklearn.log_model(
+                pipe,
+                name="model",
+                signature=infer_signature(train, pipe.predict_proba(train)),
+                pyfunc_predict_fn="predict_proba",
+                registered_model_name="lead_scoring",
+                serialization_format="cloudpickle",
+                pip_requirements=[],
+            )
         pipelines[version] = pipe
     clv_x = pd.DataFrame({"revenue_7d": np.linspace(0, 100, 50), "orders_7d": (np.arange(50) % 4).astype(float)})
     clv_model = LinearRegression().fit(clv_x, 2 * clv_x["revenue_7d"] + 5)
     with mlflow.start_run() as clv_run:
-        mlflow.sklearn.log_model(clv_model, name="model", signature=infer_signature(clv_x, clv_model.predict(clv_x)),
-                                 registered_model_name="clv", serialization_format="cloudpickle", pip_requirements=[])
+        mlflow.sklearn.log_model(
+            clv_model,
+            name="model",
+            signature=infer_signature(clv_x, clv_model.predict(clv_x)),
+            registered_model_name="clv",
+            serialization_format="cloudpickle",
+            pip_requirements=[],
+        )
     client = MlflowClient()
     client.set_registered_model_alias("lead_scoring", "champion", "1")
     client.set_registered_model_alias("clv", "champion", "1")
@@ -122,7 +140,9 @@ def test_unknown_engine_is_refused(registry):
 
 def test_unseen_levels_are_mapped_to_others_and_counted():
     train = pd.DataFrame({"platform": ["a", "b", "others"], "source": ["x", "y", "z"], "n": [1.0, 2.0, 3.0]})
-    new = pd.DataFrame({"platform": ["a", "new1", "new2", None], "source": ["x", "w", "x", "y"], "n": [9.0, 1.0, 2.0, 3.0]})
+    new = pd.DataFrame(
+        {"platform": ["a", "new1", "new2", None], "source": ["x", "w", "x", "y"], "n": [9.0, 1.0, 2.0, 3.0]}
+    )
     mapped, counts = scoring.map_unseen_levels(new, train, ["platform", "source", "n"])
     assert counts == {"platform": 2, "source": 1}
     assert list(mapped["platform"].iloc[:3]) == ["a", "others", "others"] and mapped["platform"].isna().iloc[3]
@@ -131,12 +151,15 @@ def test_unseen_levels_are_mapped_to_others_and_counted():
     assert list(new["platform"].iloc[:2]) == ["a", "new1"]  # input left untouched
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (np.array([[0.7, 0.3], [0.1, 0.9]]), [0.3, 0.9]),
-    (pd.DataFrame({0: [0.5], 1: [0.5]}), [0.5]),
-    (np.array([1.5, 2.5]), [1.5, 2.5]),
-    (np.array([[4.0], [5.0]]), [4.0, 5.0]),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (np.array([[0.7, 0.3], [0.1, 0.9]]), [0.3, 0.9]),
+        (pd.DataFrame({0: [0.5], 1: [0.5]}), [0.5]),
+        (np.array([1.5, 2.5]), [1.5, 2.5]),
+        (np.array([[4.0], [5.0]]), [4.0, 5.0]),
+    ],
+)
 def test_positive_class_scores(raw, expected):
     np.testing.assert_allclose(scoring.positive_class_scores(raw), expected)
 
@@ -196,7 +219,9 @@ def test_write_scored_and_provenance_round_trip(tmp_path, registry):
     from_csv = pd.read_csv(outputs["csv"], dtype={"model_version": str})
     np.testing.assert_allclose(from_csv["p_app_complete"], scored["p_app_complete"], rtol=1e-12)
     entry = scoring.provenance_entry(model, source, outputs, rows=len(scored))
-    path = scoring.write_provenance(tmp_path / "data" / "scoring_provenance.json", {"leads_scored": entry}, decision_threshold=0.5)
+    path = scoring.write_provenance(
+        tmp_path / "data" / "scoring_provenance.json", {"leads_scored": entry}, decision_threshold=0.5
+    )
     document = json.loads(path.read_text())
     table = document["tables"]["leads_scored"]
     assert (table["model_name"], table["model_version"], table["model_run_id"]) == ("lead_scoring", "1", model.run_id)
@@ -214,5 +239,8 @@ def test_input_columns_follow_the_signature_else_the_table(registry):
     model = scoring.load_model("models:/lead_scoring@champion")
     table = lead_frame(3, 1).assign(created_date=pd.Timestamp("2022-01-01"))
     assert scoring.input_columns(model, table) == LEAD_FEATURES
-    unsigned = scoring.ScoringModel("u", "u", None, None, None, pyfunc=SimpleNamespace(metadata=SimpleNamespace(get_input_schema=lambda: None)))
-    assert scoring.input_columns(unsigned, table, not_features=("created_date",)) == LEAD_FEATURES
+    unsigned = scoring.ScoringModel(
+        "u", "u", None, None, None, pyfunc=SimpleNamespace(metadata=SimpleNamespace(get_input_schema=lambda: None))
+    )
+    assert scoring.input_columns(unsigned, table.assign(model_version="1")) == LEAD_FEATURES
+    assert scoring.input_columns(unsigned, table, not_features=("city_tier",)) == [*LEAD_FEATURES[1:], "created_date"]

@@ -2,13 +2,13 @@
 
 One local SparkSession for the whole module (start-up is the slow part).
 """
+
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,12 +24,14 @@ FEATURES = ["city_tier", "first_platform_c", "total_leads_droppped", "referred_l
 
 def lead_frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "city_tier": rng.integers(1, 4, n).astype(float),
-        "first_platform_c": rng.choice(["Level0", "Level3", "others"], n).astype(object),
-        "total_leads_droppped": rng.integers(1, 5, n).astype(float),
-        "referred_lead": rng.integers(0, 2, n).astype(float),
-    })
+    frame = pd.DataFrame(
+        {
+            "city_tier": rng.integers(1, 4, n).astype(float),
+            "first_platform_c": rng.choice(["Level0", "Level3", "others"], n).astype(object),
+            "total_leads_droppped": rng.integers(1, 5, n).astype(float),
+            "referred_lead": rng.integers(0, 2, n).astype(float),
+        }
+    )
     frame.loc[::7, "referred_lead"] = np.nan
     return frame
 
@@ -65,17 +67,35 @@ def models(tmp_path_factory):
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment("spark-tests", artifact_location=(root / "artifacts").as_uri()))
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment("spark-tests", artifact_location=(root / "artifacts").as_uri())
+    )
     train = lead_frame(500, seed=0)
     target = (np.random.default_rng(1).random(500) < 0.2 + 0.3 * (train["first_platform_c"] == "Level0")).astype(int)
-    encoder = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["first_platform_c"]), remainder="passthrough")
-    classifier = make_pipeline(encoder, LGBMClassifier(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)).fit(train, target)
-    regressor = make_pipeline(encoder, LGBMRegressor(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)).fit(train, target * 100.0)
-    for name, model, kwargs in (("lead_scoring", classifier, {"pyfunc_predict_fn": "predict_proba"}), ("clv", regressor, {})):
+    encoder = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["first_platform_c"]), remainder="passthrough"
+    )
+    classifier = make_pipeline(
+        encoder, LGBMClassifier(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)
+    ).fit(train, target)
+    regressor = make_pipeline(
+        encoder, LGBMRegressor(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)
+    ).fit(train, target * 100.0)
+    for name, model, kwargs in (
+        ("lead_scoring", classifier, {"pyfunc_predict_fn": "predict_proba"}),
+        ("clv", regressor, {}),
+    ):
         output = model.predict_proba(train) if kwargs else model.predict(train)
         with mlflow.start_run():
-            mlflow.sklearn.log_model(model, name="model", signature=infer_signature(train, output), registered_model_name=name,
-                                     serialization_format="cloudpickle", pip_requirements=[], **kwargs)
+            mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(train, output),
+                registered_model_name=name,
+                serialization_format="cloudpickle",
+                pip_requirements=[],
+                **kwargs,
+            )
     yield {"lead": scoring.load_model("models:/lead_scoring/1"), "clv": scoring.load_model("models:/clv/1")}
     mlflow.set_tracking_uri(previous)
     mlflow.set_registry_uri(previous)
@@ -101,7 +121,9 @@ def test_spark_and_pandas_engines_agree(spark, models, kind, score_column):
 
 def test_spark_engine_checks_columns_before_starting_work(spark, models):
     with pytest.raises(DataContractError, match=r"new.parquet: column 'city_tier': missing"):
-        scoring.score_table(models["lead"], new_leads().drop(columns="city_tier"), "p", file="new.parquet", engine="spark", spark=spark)
+        scoring.score_table(
+            models["lead"], new_leads().drop(columns="city_tier"), "p", file="new.parquet", engine="spark", spark=spark
+        )
 
 
 def test_spark_engine_needs_a_session(models):

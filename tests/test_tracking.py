@@ -59,6 +59,8 @@ def test_first_model_becomes_champion_and_a_worse_one_does_not(store):
     # the run serves the champion it kept, not the rejected version
     assert tracking.serving_model_uri("m", run) == f"models:/m/{first['version']}"
     assert tracking.load_champion("m") is not None
+    unscorable = tracking.register_candidate(logged_model(2), "m", run, 0.6, None, "auc", champion_note="other features")
+    assert unscorable["promote"] and "could not be scored on this holdout (other features)" in unscorable["reason"]
 
 
 def test_deferred_promotion_waits_for_apply(store, monkeypatch):

@@ -27,8 +27,8 @@ NAIVE_FEATURE = "window_revenue"  # the first-window revenue, used as its own fo
 
 # Where random search looks; trial 0 is always the estimator's defaults.
 SEARCH_SPACE = {
-    "n_estimators_clf": [0, 25, 50, 100, 200],
-    "n_estimators_reg": [0, 25, 50, 100, 200],
+    "n_estimators_clf": [0, 25, 50, 100, 200, 400],
+    "n_estimators_reg": [0, 25, 50, 100, 200, 400],
     "learning_rate": [0.02, 0.05],
     "num_leaves": [3, 4, 7, 15],
     "min_child_samples": [20, 50, 100],

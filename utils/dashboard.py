@@ -6,9 +6,11 @@ vanilla JavaScript. The page exposes ``window.dashboardSelfCheck()`` so a
 headless browser test can ask how many charts rendered and how many rows the
 table shows.
 """
+
 from __future__ import annotations
 
 import html
+import itertools
 import json
 from pathlib import Path
 
@@ -33,7 +35,8 @@ main{padding:16px 24px;max-width:1400px;margin:auto}
 .grid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:16px}
 @media (max-width:1000px){.grid{grid-template-columns:minmax(0,1fr)}}
 .grid>section{min-width:0;overflow:hidden}
-section.card{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 3px rgba(0,0,0,.08);margin-bottom:16px}
+section.card{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 3px rgba(0,0,0,.08);
+  margin-bottom:16px}
 section.card h2{font-size:16px;margin:4px 0 8px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{padding:4px 8px;border-bottom:1px solid #e4e7eb;text-align:left;white-space:nowrap}
@@ -109,10 +112,12 @@ _TABLE_JS = """
     var plots = document.querySelectorAll('.js-plotly-plot');
     var drawn = Array.prototype.filter.call(plots, function (p) { return p.querySelector('.main-svg') !== null; });
     var overflowing = Array.prototype.filter.call(drawn, function (p) {
-      return p.querySelector('.main-svg').getBoundingClientRect().width > p.parentElement.getBoundingClientRect().width + 1;
+      var svg = p.querySelector('.main-svg').getBoundingClientRect();
+      return svg.width > p.parentElement.getBoundingClientRect().width + 1;
     });
     return {charts: document.querySelectorAll('.chart').length, plotlyDivs: plots.length,
-            rendered: drawn.length, overflowing: overflowing.length, tableRows: table.tBodies[0].rows.length, dataRows: data.rows.length,
+            rendered: drawn.length, overflowing: overflowing.length,
+            tableRows: table.tBodies[0].rows.length, dataRows: data.rows.length,
             plotlyLoaded: typeof window.Plotly === 'object'};
   };
 })();
@@ -122,7 +127,7 @@ _TABLE_JS = """
 def _figure_html(fig, div_id: str) -> str:
     import plotly.io as pio
 
-    fig.update_layout(template="plotly_white", margin=dict(l=60, r=30, t=50, b=50), height=380)
+    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 30, "t": 50, "b": 50}, height=380)
     # Fixed div ids: the same inputs give a byte-identical page.
     body = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOT_CONFIG)
     return f'<div class="chart">{body}</div>'
@@ -131,11 +136,22 @@ def _figure_html(fig, div_id: str) -> str:
 def score_distribution_figure(scores: np.ndarray, decision_threshold: float, junk_threshold: float):
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Histogram(x=scores, xbins=dict(start=0, end=1.0001, size=0.05), marker_color="#3e7cb1",
-                                 hovertemplate="score %{x}<br>%{y} leads<extra></extra>"))
-    for value, label, colour in ((decision_threshold, "decision threshold", "#1f3a5f"), (junk_threshold, "junk below", "#b91c1c")):
+    fig = go.Figure(
+        go.Histogram(
+            x=scores,
+            xbins={"start": 0, "end": 1.0001, "size": 0.05},
+            marker_color="#3e7cb1",
+            hovertemplate="score %{x}<br>%{y} leads<extra></extra>",
+        )
+    )
+    for value, label, colour in (
+        (decision_threshold, "decision threshold", "#1f3a5f"),
+        (junk_threshold, "junk below", "#b91c1c"),
+    ):
         fig.add_vline(x=value, line_dash="dash", line_color=colour, annotation_text=f"{label} {value:g}")
-    fig.update_layout(title="Lead score distribution", xaxis_title="P(application complete)", yaxis_title="leads", bargap=0.05)
+    fig.update_layout(
+        title="Lead score distribution", xaxis_title="P(application complete)", yaxis_title="leads", bargap=0.05
+    )
     return fig
 
 
@@ -144,11 +160,20 @@ def score_band_figure(bands: pd.DataFrame):
     from plotly.subplots import make_subplots
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=bands["band"].astype(str), y=bands["leads"], name="leads", marker_color="#3e7cb1"), secondary_y=False)
-    fig.add_trace(go.Scatter(x=bands["band"].astype(str), y=bands["expected_l2ac"] * 100, name="expected L2AC (%)",
-                             mode="lines+markers", line_color="#e07a1f"), secondary_y=True)
-    fig.update_layout(title="Leads by score band and expected L2AC",
-                      legend=dict(orientation="h", y=-0.2))
+    fig.add_trace(
+        go.Bar(x=bands["band"].astype(str), y=bands["leads"], name="leads", marker_color="#3e7cb1"), secondary_y=False
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=bands["band"].astype(str),
+            y=bands["expected_l2ac"] * 100,
+            name="expected L2AC (%)",
+            mode="lines+markers",
+            line_color="#e07a1f",
+        ),
+        secondary_y=True,
+    )
+    fig.update_layout(title="Leads by score band and expected L2AC", legend={"orientation": "h", "y": -0.2})
     fig.update_xaxes(title_text="score band")
     fig.update_yaxes(title_text="leads", secondary_y=False)
     fig.update_yaxes(title_text="expected L2AC (%)", range=[0, 100], secondary_y=True)
@@ -159,13 +184,23 @@ def group_value_figure(summary: pd.DataFrame, group_column: str):
     import plotly.graph_objects as go
 
     ordered = summary.iloc[::-1]
-    fig = go.Figure(go.Bar(
-        x=ordered["total_predicted"], y=ordered[group_column].astype(str), orientation="h", marker_color="#2f9e77",
-        customdata=np.column_stack([ordered["customers"], ordered["mean_predicted"]]),
-        hovertemplate="%{y}<br>total %{x:,.0f}<br>%{customdata[0]} customers, mean %{customdata[1]:,.1f}<extra></extra>",
-    ))
-    fig.update_layout(title=f"Predicted lifetime value by {group_column.replace('_', ' ')}", xaxis_title="total predicted CLV (currency units)",
-                      yaxis_title=group_column, height=max(380, 24 * len(summary) + 120))
+    fig = go.Figure(
+        go.Bar(
+            x=ordered["total_predicted"],
+            y=ordered[group_column].astype(str),
+            orientation="h",
+            marker_color="#2f9e77",
+            customdata=np.column_stack([ordered["customers"], ordered["mean_predicted"]]),
+            hovertemplate="%{y}<br>total %{x:,.0f}<br>%{customdata[0]} customers, "
+            "mean %{customdata[1]:,.1f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"Predicted lifetime value by {group_column.replace('_', ' ')}",
+        xaxis_title="total predicted CLV (currency units)",
+        yaxis_title=group_column,
+        height=max(380, 24 * len(summary) + 120),
+    )
     return fig
 
 
@@ -174,10 +209,21 @@ def decile_figure(deciles: pd.DataFrame):
     from plotly.subplots import make_subplots
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=deciles["decile"], y=deciles["mean_predicted"], name="mean predicted CLV", marker_color="#2f9e77"), secondary_y=False)
-    fig.add_trace(go.Scatter(x=deciles["decile"], y=deciles["cumulative_share_from_top"] * 100, name="share of value, this decile and above (%)",
-                             mode="lines+markers", line_color="#7b4fb8"), secondary_y=True)
-    fig.update_layout(title="Predicted CLV by decile (10 = top tenth)", legend=dict(orientation="h", y=-0.2))
+    fig.add_trace(
+        go.Bar(x=deciles["decile"], y=deciles["mean_predicted"], name="mean predicted CLV", marker_color="#2f9e77"),
+        secondary_y=False,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=deciles["decile"],
+            y=deciles["cumulative_share_from_top"] * 100,
+            name="share of value, this decile and above (%)",
+            mode="lines+markers",
+            line_color="#7b4fb8",
+        ),
+        secondary_y=True,
+    )
+    fig.update_layout(title="Predicted CLV by decile (10 = top tenth)", legend={"orientation": "h", "y": -0.2})
     fig.update_xaxes(title_text="CLV decile", dtick=1)
     fig.update_yaxes(title_text="mean predicted CLV (currency units)", secondary_y=False)
     fig.update_yaxes(title_text="cumulative share of value (%)", range=[0, 105], secondary_y=True)
@@ -188,14 +234,24 @@ def drift_figure(drift: dict[str, pd.DataFrame], psi_warn: float, psi_fail: floa
     import plotly.graph_objects as go
 
     colours = {"ok": "#2f9e77", "warn": "#d97706", "fail": "#dc2626"}
-    rows = pd.concat([t.assign(label=name + "." + t["feature"].astype(str)) for name, t in drift.items()], ignore_index=True)
+    rows = pd.concat(
+        [t.assign(label=name + "." + t["feature"].astype(str)) for name, t in drift.items()], ignore_index=True
+    )
     rows = rows.sort_values("psi")
-    fig = go.Figure(go.Bar(x=rows["psi"], y=rows["label"], orientation="h", marker_color=[colours[s] for s in rows["status"]],
-                           hovertemplate="%{y}: PSI %{x:.3f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=rows["psi"],
+            y=rows["label"],
+            orientation="h",
+            marker_color=[colours[s] for s in rows["status"]],
+            hovertemplate="%{y}: PSI %{x:.3f}<extra></extra>",
+        )
+    )
     fig.add_vline(x=psi_warn, line_dash="dash", line_color=colours["warn"], annotation_text=f"warn {psi_warn:g}")
     fig.add_vline(x=psi_fail, line_dash="dash", line_color=colours["fail"], annotation_text=f"fail {psi_fail:g}")
-    fig.update_layout(title="Drift vs training data (PSI)", xaxis_title="PSI (unitless)",
-                      height=max(380, 22 * len(rows) + 120))
+    fig.update_layout(
+        title="Drift vs training data (PSI)", xaxis_title="PSI (unitless)", height=max(380, 22 * len(rows) + 120)
+    )
     return fig
 
 
@@ -205,7 +261,13 @@ def top_leads_payload(leads: pd.DataFrame, columns: list[str], score_column: str
     numeric = [bool(pd.api.types.is_numeric_dtype(top[c]) and not pd.api.types.is_bool_dtype(top[c])) for c in columns]
     decimals = [3 if c == score_column else _decimals(top[c]) for c in columns]
     rows = json.loads(top.to_json(orient="values", date_format="iso", double_precision=6))
-    return {"columns": columns, "rows": rows, "numeric": numeric, "decimals": decimals, "sortIndex": columns.index(score_column)}
+    return {
+        "columns": columns,
+        "rows": rows,
+        "numeric": numeric,
+        "decimals": decimals,
+        "sortIndex": columns.index(score_column),
+    }
 
 
 def _decimals(column: pd.Series) -> int:
@@ -217,7 +279,9 @@ def _decimals(column: pd.Series) -> int:
 
 
 def _kpi(label: str, value: str, alert: bool = False) -> str:
-    return f'<div class="kpi{" alert" if alert else ""}"><div class="v">{html.escape(value)}</div><div class="l">{html.escape(label)}</div></div>'
+    css = "kpi alert" if alert else "kpi"
+    value, label = html.escape(value), html.escape(label)
+    return f'<div class="{css}"><div class="v">{value}</div><div class="l">{label}</div></div>'
 
 
 def _html_table(df: pd.DataFrame) -> str:
@@ -233,21 +297,34 @@ def provenance_table(provenance: dict) -> pd.DataFrame:
     """Model name, version, run id and input hash per scored table."""
     rows = []
     for table, entry in sorted(provenance.get("tables", {}).items()):
-        rows.append({
-            "scored table": table, "model": entry.get("model_name") or entry.get("model_uri"),
-            "version": entry.get("model_version"), "model run id": entry.get("model_run_id"),
-            "rows": entry.get("rows"), "input": (entry.get("input") or {}).get("file"),
-            "input sha256": ((entry.get("input") or {}).get("sha256") or "")[:16],
-        })
+        rows.append(
+            {
+                "scored table": table,
+                "model": entry.get("model_name") or entry.get("model_uri"),
+                "version": entry.get("model_version"),
+                "model run id": entry.get("model_run_id"),
+                "rows": entry.get("rows"),
+                "input": (entry.get("input") or {}).get("file"),
+                "input sha256": ((entry.get("input") or {}).get("sha256") or "")[:16],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def data_hash_table(data_hashes: dict[str, dict]) -> pd.DataFrame:
     """Raw inputs of the run (``raw_snapshot.json`` of 00_data): file, rows, source, sha256."""
-    return pd.DataFrame([
-        {"file": name, "rows": info.get("rows"), "source": info.get("source"), "sha256": (info.get("sha256") or "")[:16]}
-        for name, info in sorted(data_hashes.items())
-    ], columns=["file", "rows", "source", "sha256"])
+    return pd.DataFrame(
+        [
+            {
+                "file": name,
+                "rows": info.get("rows"),
+                "source": info.get("source"),
+                "sha256": (info.get("sha256") or "")[:16],
+            }
+            for name, info in sorted(data_hashes.items())
+        ],
+        columns=["file", "rows", "source", "sha256"],
+    )
 
 
 def build_dashboard(
@@ -276,7 +353,10 @@ def build_dashboard(
     """
     from plotly.offline import get_plotlyjs
 
-    for frame, column, name in ((leads, score_column, "<scored leads>"), (customers, value_column, "<scored customers>")):
+    for frame, column, name in (
+        (leads, score_column, "<scored leads>"),
+        (customers, value_column, "<scored customers>"),
+    ):
         if column not in frame.columns:
             raise DataContractError(name, column, "missing: the dashboard needs it")
     scores = leads[score_column].to_numpy(dtype="float64")
@@ -288,15 +368,17 @@ def build_dashboard(
     table_columns = table_columns or default_table_columns(leads, score_column)
     payload = top_leads_payload(leads, table_columns, score_column, top_n)
 
-    kpis = "".join([
-        _kpi("leads scored", f"{len(scores):,}"),
-        _kpi(f"share at or above threshold {decision_threshold:g}", f"{above:.1%}"),
-        _kpi("expected application completions", f"{scores.sum():,.0f}"),
-        _kpi(f"junk leads (score < {junk_threshold:g})", f"{junk_share:.1%}", alert=junk_share > 0.5),
-        _kpi("customers scored", f"{len(values):,}"),
-        _kpi("total predicted CLV", f"{values.sum():,.0f}"),
-        _kpi("value share of top CLV decile", f"{deciles['share_of_value'].iloc[-1]:.1%}"),
-    ])
+    kpis = "".join(
+        [
+            _kpi("leads scored", f"{len(scores):,}"),
+            _kpi(f"share at or above threshold {decision_threshold:g}", f"{above:.1%}"),
+            _kpi("expected application completions", f"{scores.sum():,.0f}"),
+            _kpi(f"junk leads (score < {junk_threshold:g})", f"{junk_share:.1%}", alert=junk_share > 0.5),
+            _kpi("customers scored", f"{len(values):,}"),
+            _kpi("total predicted CLV", f"{values.sum():,.0f}"),
+            _kpi("value share of top CLV decile", f"{deciles['share_of_value'].iloc[-1]:.1%}"),
+        ]
+    )
     charts = [
         _figure_html(score_distribution_figure(scores, decision_threshold, junk_threshold), "score-distribution"),
         _figure_html(score_band_figure(bands), "score-bands"),
@@ -304,14 +386,17 @@ def build_dashboard(
     ]
     charts += [
         _figure_html(group_value_figure(scoring.group_summary(customers, g, value_column), g), f"clv-by-{g}")
-        for g in group_columns if g in customers.columns
+        for g in group_columns
+        if g in customers.columns
     ]
     if drift:
         charts.append(_figure_html(drift_figure(drift, psi_warn, psi_fail), "drift"))
     drift_rows = "" if not drift else _drift_table(drift)
-    band_table = bands.assign(share_of_leads=bands["share_of_leads"].map("{:.1%}".format),
-                              expected_l2ac=bands["expected_l2ac"].map(lambda v: "" if pd.isna(v) else f"{v:.1%}"),
-                              expected_completions=bands["expected_completions"].map("{:,.1f}".format))
+    band_table = bands.assign(
+        share_of_leads=bands["share_of_leads"].map("{:.1%}".format),
+        expected_l2ac=bands["expected_l2ac"].map(lambda v: "" if pd.isna(v) else f"{v:.1%}"),
+        expected_completions=bands["expected_completions"].map("{:,.1f}".format),
+    )
     hashes = "" if not data_hashes else f"<h2>Raw data hashes</h2>{_html_table(data_hash_table(data_hashes))}"
     # Escaped so no value from the data can close the script element or open a comment in it.
     payload_json = json.dumps(payload).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -321,10 +406,11 @@ def build_dashboard(
 <script>{get_plotlyjs()}</script></head>
 <body><header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header><main>
 <div class="kpis">{kpis}</div>
-<div class="grid">{''.join(f'<section class="card">{c}</section>' for c in charts)}</div>
+<div class="grid">{"".join(f'<section class="card">{c}</section>' for c in charts)}</div>
 <section class="card"><h2>Leads by score band</h2>{_html_table(band_table)}</section>
-<section class="card"><h2>Top {len(payload['rows'])} leads</h2>
-<input id="lead-filter" type="search" placeholder="filter: any text in a row" aria-label="filter leads"><span id="lead-count"></span>
+<section class="card"><h2>Top {len(payload["rows"])} leads</h2>
+<input id="lead-filter" type="search" placeholder="filter: any text in a row" aria-label="filter leads">
+<span id="lead-count"></span>
 <div class="scroll"><table id="{TOP_LEADS_ID}"><thead><tr></tr></thead><tbody></tbody></table></div></section>
 {drift_rows}
 <section class="card"><h2>Models and data</h2>{_html_table(provenance_table(provenance))}{hashes}</section>
@@ -344,12 +430,16 @@ def customer_segments(customers: pd.DataFrame, source: pd.DataFrame | None, key:
     They describe customers for the dashboard; they need not be model inputs.
     """
     out = customers.copy()
-    wanted = [c for c in ("country", "gender", "age") if source is not None and c in source.columns and c not in out.columns]
+    wanted = [
+        c for c in ("country", "gender", "age") if source is not None and c in source.columns and c not in out.columns
+    ]
     if wanted and key in out.columns and key in source.columns:
         out = out.merge(source[[key, *wanted]].drop_duplicates(key), on=key, how="left", validate="many_to_one")
     if "age" in out.columns and "age_band" not in out.columns:
-        labels = [f"{lo}-{hi - 1}" for lo, hi in zip(AGE_BANDS[:-2], AGE_BANDS[1:-1])] + [f"{AGE_BANDS[-2]}+"]
-        out["age_band"] = pd.cut(pd.to_numeric(out["age"], errors="coerce"), bins=list(AGE_BANDS), labels=labels, right=False).astype("object")
+        labels = [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(AGE_BANDS[:-1])] + [f"{AGE_BANDS[-2]}+"]
+        out["age_band"] = pd.cut(
+            pd.to_numeric(out["age"], errors="coerce"), bins=list(AGE_BANDS), labels=labels, right=False
+        ).astype("object")
     return out
 
 
@@ -361,14 +451,17 @@ def default_table_columns(leads: pd.DataFrame, score_column: str) -> list[str]:
 
 def _drift_table(drift: dict[str, pd.DataFrame]) -> str:
     rows = "".join(
-        f'<tr><td>{html.escape(name)}</td><td>{html.escape(str(r.feature))}</td><td>{r.kind}</td>'
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(r.feature))}</td><td>{r.kind}</td>"
         f'<td class="num">{r.psi:.3f}</td><td class="num">{r.unseen_share:.1%}</td>'
         f'<td class="status-{r.status}">{r.status}</td></tr>'
-        for name, table in drift.items() for r in table.itertuples()
+        for name, table in drift.items()
+        for r in table.itertuples()
     )
-    return ('<section class="card"><h2>Drift per feature</h2><div class="scroll"><table><thead><tr><th>table</th>'
-            '<th>feature</th><th>kind</th><th>PSI</th><th>unseen levels</th><th>status</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table></div></section>")
+    return (
+        '<section class="card"><h2>Drift per feature</h2><div class="scroll"><table><thead><tr><th>table</th>'
+        "<th>feature</th><th>kind</th><th>PSI</th><th>unseen levels</th><th>status</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div></section>"
+    )
 
 
 def write_dashboard(page: str, path: Path | str) -> Path:

@@ -74,18 +74,21 @@ def _read_csv(path: Path, sep: str) -> pd.DataFrame:
 def check_utf8(path: str | Path) -> None:
     """Raise if the file holds bytes that are not UTF-8, naming the first bad byte and its offset."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
+    offset, lines = 0, 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(_CHUNK), b""):
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as error:
-                position = offset + error.start
+                # error.start may be negative when the bad sequence began in the previous block.
+                start = max(error.start, 0)
+                line = lines + block[:start].count(b"\n") + 1
                 raise DataContractError(
                     str(path), None,
-                    f"not UTF-8 text: byte 0x{block[error.start]:02x} at offset {position:,}; "
+                    f"not UTF-8 text: byte 0x{block[start]:02x} at offset {offset + start:,} (line {line:,}); "
                     "save the file as UTF-8 (e.g. from Excel: 'CSV UTF-8')") from None
             offset += len(block)
+            lines += block.count(b"\n")
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:

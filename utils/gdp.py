@@ -33,8 +33,11 @@ def _gapminder_latest() -> pd.DataFrame:
 
     data = px.data.gapminder()
     latest = data.loc[data.groupby("country")["year"].idxmax()]
+    iso3 = latest["iso_alpha"].astype(str).to_numpy().copy()
+    # gapminder codes North Korea as KOR, South Korea's code: one code, one country.
+    iso3[latest["country"].to_numpy() == "Korea, Dem. Rep."] = "PRK"
     table = pd.DataFrame({
-        "iso3": latest["iso_alpha"].astype(str).to_numpy(),
+        "iso3": iso3,
         "country": latest["country"].astype(str).to_numpy(),
         "gdp_per_capita": latest["gdpPercap"].astype("float64").to_numpy(),
         "year": latest["year"].astype("int64").to_numpy(),

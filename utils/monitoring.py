@@ -6,10 +6,11 @@ Numeric features are binned at the training quantiles, categorical ones by
 level, with one extra bin for levels the training data never had. Rules of
 thumb: below 0.1 stable, 0.1-0.25 worth a look, above 0.25 a real shift.
 """
+
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def training_reference(df: pd.DataFrame, train_share: float, date_column: str = 
     if date_column not in df.columns:
         raise DataContractError("<training table>", date_column, "missing: needed to take the time-train part")
     ordered = df.sort_values(date_column, kind="stable")
-    return ordered.head(int(round(train_share * len(ordered))))
+    return ordered.head(round(train_share * len(ordered)))
 
 
 def is_numeric_feature(series: pd.Series) -> bool:
@@ -119,8 +120,15 @@ def psi_table(
         else:
             kind = "categorical"
             value, unseen = psi_categorical(reference[column], current[column])
-        rows.append({"feature": column, "kind": kind, "psi": value, "unseen_share": unseen,
-                     "status": drift_status(value, psi_warn, psi_fail)})
+        rows.append(
+            {
+                "feature": column,
+                "kind": kind,
+                "psi": value,
+                "unseen_share": unseen,
+                "status": drift_status(value, psi_warn, psi_fail),
+            }
+        )
     table = pd.DataFrame(rows, columns=["feature", "kind", "psi", "unseen_share", "status"])
     return table.sort_values(["psi", "feature"], ascending=[False, True], ignore_index=True)
 
@@ -133,11 +141,18 @@ def worst_status(table: pd.DataFrame) -> str:
 
 def check_drift(tables: dict[str, pd.DataFrame]) -> None:
     """Raise :class:`DriftError` naming every feature past the fail threshold."""
-    failed = [f"{name}.{row.feature} (PSI {row.psi:.3f})"
-              for name, table in tables.items() for row in table.itertuples() if row.status == "fail"]
+    failed = [
+        f"{name}.{row.feature} (PSI {row.psi:.3f})"
+        for name, table in tables.items()
+        for row in table.itertuples()
+        if row.status == "fail"
+    ]
     if failed:
-        raise DriftError("drift past the fail threshold: " + ", ".join(failed)
-                         + ". The new data no longer looks like the training data: investigate before trusting these scores.")
+        raise DriftError(
+            "drift past the fail threshold: "
+            + ", ".join(failed)
+            + ". The new data no longer looks like the training data: investigate before trusting these scores."
+        )
 
 
 def drift_banner_html(tables: dict[str, pd.DataFrame], psi_warn: float, psi_fail: float) -> str:
@@ -162,16 +177,19 @@ def drift_banner_html(tables: dict[str, pd.DataFrame], psi_warn: float, psi_fail
 # --- history over runs -----------------------------------------------------------------------
 
 
-def history_row(run_label: str, tables: dict[str, pd.DataFrame], recorded_at: datetime | None = None, **extra: float) -> dict:
+def history_row(
+    run_label: str, tables: dict[str, pd.DataFrame], recorded_at: datetime | None = None, **extra: float
+) -> dict:
     """One line of drift history: max PSI and status per table, then every feature's PSI."""
-    when = recorded_at or datetime.now(timezone.utc)
+    when = recorded_at or datetime.now(UTC)
     row: dict = {"run": run_label, "recorded_at": when.isoformat(timespec="seconds")}
     for name, table in tables.items():
         row[f"{name}.psi_max"] = float(table["psi"].max()) if len(table) else 0.0
         row[f"{name}.status"] = worst_status(table)
     row.update(extra)
     for name, table in tables.items():
-        for feature, value in zip(table["feature"], table["psi"]):
+        # By name, not by PSI: the same columns in the same order from run to run.
+        for feature, value in sorted(zip(table["feature"].astype(str), table["psi"])):
             row[f"{name}.psi.{feature}"] = float(value)
     return row
 
@@ -188,7 +206,8 @@ def append_history(history_path: Path | str, row: dict) -> pd.DataFrame:
         new.to_csv(path, index=False)
         return new
     history = pd.read_csv(path)
-    if list(new.columns) == list(history.columns):
+    if set(new.columns) <= set(history.columns):
+        new = new.reindex(columns=history.columns)
         new.to_csv(path, mode="a", header=False, index=False)
         return pd.concat([history, new], ignore_index=True)
     history = pd.concat([history, new], ignore_index=True)
@@ -200,7 +219,7 @@ def plot_drift_history(history: pd.DataFrame, psi_warn: float, psi_fail: float, 
     """Line chart of PSI over runs (oldest left) with the warn and fail thresholds."""
     import matplotlib.pyplot as plt
 
-    columns = columns or [c for c in history.columns if c.endswith(".psi_max") or c.endswith(".psi_score")]
+    columns = columns or [c for c in history.columns if c.endswith((".psi_max", ".psi_score"))]
     if not columns:
         raise ValueError("drift history has no PSI column to plot")
     fig, ax = plt.subplots(figsize=(8, 4))

@@ -4,9 +4,11 @@ A score is only useful if one can say which model produced it: every scored
 table carries the model name, version and run id as columns, and a side file
 ``scoring_provenance.json`` repeats them with hashes of the inputs and outputs.
 """
+
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -16,10 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from utils.validate import DataContractError
+from utils.validate import DataContractError, require_columns
 
 PROVENANCE_COLUMNS = ("model_name", "model_version", "model_run_id")
 UNSEEN_LABEL = "others"
+# Never model inputs: what a model without a signature is not fed.
+NOT_FEATURES = ("customer_id", "ref_date", "created_date", "app_complete_flag", "clv_target", *PROVENANCE_COLUMNS)
 # Bands for "leads by score band"; the last edge is closed so a score of exactly 1 has a band.
 DEFAULT_BAND_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -86,8 +90,12 @@ def load_model(model_uri: str) -> ScoringModel:
         pinned = f"models:/{name}/{version}"
     pyfunc = mlflow.pyfunc.load_model(pinned)
     return ScoringModel(
-        uri=model_uri, pinned_uri=pinned, name=name, version=version,
-        run_id=pyfunc.metadata.run_id, pyfunc=pyfunc,
+        uri=model_uri,
+        pinned_uri=pinned,
+        name=name,
+        version=version,
+        run_id=pyfunc.metadata.run_id,
+        pyfunc=pyfunc,
     )
 
 
@@ -101,13 +109,6 @@ def positive_class_scores(predictions: Any) -> np.ndarray:
     if values.ndim == 1:
         return values.astype("float64")
     raise ValueError(f"model output of shape {values.shape}: expected one column or two class probabilities")
-
-
-def require_columns(df: pd.DataFrame, columns: list[str], file: str) -> None:
-    """Stop with a clear error on the first column the model needs and the table lacks."""
-    for column in columns:
-        if column not in df.columns:
-            raise DataContractError(file, column, "missing, but the model needs it")
 
 
 def map_unseen_levels(
@@ -133,19 +134,21 @@ def map_unseen_levels(
 
 
 def _is_text(series: pd.Series) -> bool:
-    return pd.api.types.is_object_dtype(series) or isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(series)
+    return (
+        pd.api.types.is_object_dtype(series)
+        or isinstance(series.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(series)
+    )
 
 
-def input_columns(model: ScoringModel, df: pd.DataFrame, not_features: tuple[str, ...] = ()) -> list[str]:
-    """The model's input columns: its signature's names, else every column of ``df`` not excluded."""
+def input_columns(model: ScoringModel, df: pd.DataFrame, not_features: tuple[str, ...] = NOT_FEATURES) -> list[str]:
+    """The model's input columns: its signature's names, else every column of ``df`` but ids, dates and targets."""
     return model.input_columns or [c for c in df.columns if c not in not_features]
 
 
 def model_features(model: ScoringModel, df: pd.DataFrame, file: str) -> pd.DataFrame:
-    """The columns the model's signature asks for, in its order (all columns without a signature)."""
-    columns = model.input_columns
-    if columns is None:
-        return df
+    """The columns the model takes, in its order; a missing one stops with the file and column named."""
+    columns = input_columns(model, df)
     require_columns(df, columns, file)
     return df[columns]
 
@@ -158,7 +161,9 @@ def predict_scores(model: ScoringModel, df: pd.DataFrame, file: str = "<input>")
     try:
         predictions = model.pyfunc.predict(features)
     except MlflowException as error:
-        raise DataContractError(file, None, f"does not fit the input schema of {model.label}: {error.message}") from error
+        raise DataContractError(
+            file, None, f"does not fit the input schema of {model.label}: {error.message}"
+        ) from error
     return positive_class_scores(predictions)
 
 
@@ -205,7 +210,7 @@ def score_bands(scores: pd.Series | np.ndarray, edges: tuple[float, ...] = DEFAU
     edges = tuple(float(e) for e in edges)
     if list(edges) != sorted(set(edges)):
         raise ValueError(f"band edges must increase strictly: {edges}")
-    labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    labels = [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(edges)]
     values = np.asarray(scores, dtype="float64")
     # searchsorted puts a score equal to an inner edge in the upper band; clip keeps 1.0 in the top band.
     codes = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(labels) - 1)
@@ -222,11 +227,13 @@ def band_summary(scores: pd.Series | np.ndarray, edges: tuple[float, ...] = DEFA
     values = np.asarray(scores, dtype="float64")
     frame = pd.DataFrame({"band": score_bands(values, edges), "score": values})
     grouped = frame.groupby("band", observed=False)["score"]
-    summary = pd.DataFrame({
-        "leads": grouped.size(),
-        "expected_l2ac": grouped.mean(),
-        "expected_completions": grouped.sum(),
-    }).reset_index()
+    summary = pd.DataFrame(
+        {
+            "leads": grouped.size(),
+            "expected_l2ac": grouped.mean(),
+            "expected_completions": grouped.sum(),
+        }
+    ).reset_index()
     summary["share_of_leads"] = summary["leads"] / max(len(values), 1)
     return summary[["band", "leads", "share_of_leads", "expected_l2ac", "expected_completions"]]
 
@@ -260,7 +267,11 @@ def group_summary(df: pd.DataFrame, group_column: str, value_column: str, top: i
     if group_column not in df.columns:
         raise DataContractError("<scored customers>", group_column, "missing: cannot summarise by it")
     groups = df[group_column].astype("object").where(df[group_column].notna(), "(missing)")
-    summary = df.assign(_group=groups).groupby("_group")[value_column].agg(customers="size", mean_predicted="mean", total_predicted="sum")
+    summary = (
+        df.assign(_group=groups)
+        .groupby("_group")[value_column]
+        .agg(customers="size", mean_predicted="mean", total_predicted="sum")
+    )
     summary = summary.sort_values(["total_predicted", "customers"], ascending=False)
     if len(summary) > top:
         rest = summary.iloc[top:]
@@ -297,7 +308,9 @@ def write_scored(df: pd.DataFrame, folder: Path, stem: str) -> dict[str, Path]:
     return out
 
 
-def provenance_entry(model: ScoringModel, input_path: Path | None, outputs: dict[str, Path], rows: int, **extra: Any) -> dict:
+def provenance_entry(
+    model: ScoringModel, input_path: Path | None, outputs: dict[str, Path], rows: int, **extra: Any
+) -> dict:
     """What one scored table came from: model identity, input and output hashes, row count."""
     entry: dict[str, Any] = dict(model.provenance())
     entry["rows"] = int(rows)

@@ -5,6 +5,7 @@ pandas engine never needs Java. ``master`` is ``local[*]`` on a laptop and
 e.g. ``spark://host:7077`` or ``yarn`` on a cluster; the model is shipped to
 the executors by MLflow, which need the same Python packages as the driver.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,9 @@ def check_pandas_compatible() -> None:
         ) from error
 
 
-def get_spark(master: str = "local[*]", app_name: str = "lead2value-scoring", conf: dict[str, str] | None = None) -> Any:
+def get_spark(
+    master: str = "local[*]", app_name: str = "lead2value-scoring", conf: dict[str, str] | None = None
+) -> Any:
     """A SparkSession on ``master`` with Arrow transfer on; reuses a running session of the same master."""
     check_pandas_compatible()
     from pyspark.sql import SparkSession
@@ -50,10 +53,16 @@ def get_spark(master: str = "local[*]", app_name: str = "lead2value-scoring", co
     )
     if master.startswith("local"):
         # A laptop run needs no web UI, and a fixed shuffle width keeps small jobs quick.
-        builder = builder.config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+        builder = (
+            builder.config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "4")
+        )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")  # Spark's INFO/WARN lines would drown the notebook's output
+    return spark
 
 
 def result_type_for(model: scoring.ScoringModel, features: pd.DataFrame) -> str:
@@ -63,8 +72,14 @@ def result_type_for(model: scoring.ScoringModel, features: pd.DataFrame) -> str:
     return "array<double>" if values.ndim == 2 and values.shape[1] > 1 else "double"
 
 
-def score_spark_frame(spark_df: Any, model_uri: str, columns: list[str], result_type: str = "double", output_column: str = SCORE) -> Any:
-    """``spark_df`` with a column of model output; use it directly on tables read by Spark (e.g. parquet on a cluster)."""
+def score_spark_frame(
+    spark_df: Any, model_uri: str, columns: list[str], result_type: str = "double", output_column: str = SCORE
+) -> Any:
+    """``spark_df`` with a column of model output.
+
+    Use it directly on tables Spark reads itself (e.g. parquet on a cluster), where
+    the data never passes through pandas on the driver.
+    """
     import mlflow.pyfunc
     from pyspark.sql import functions as F
 
@@ -73,7 +88,9 @@ def score_spark_frame(spark_df: Any, model_uri: str, columns: list[str], result_
     return spark_df.withColumn(output_column, udf(F.struct(*[F.col(c) for c in columns])))
 
 
-def predict_scores_spark(model: scoring.ScoringModel, df: pd.DataFrame, spark: Any, file: str = "<input>") -> np.ndarray:
+def predict_scores_spark(
+    model: scoring.ScoringModel, df: pd.DataFrame, spark: Any, file: str = "<input>"
+) -> np.ndarray:
     """One score per row of ``df``, in ``df``'s order, computed on Spark executors."""
     features = scoring.model_features(model, df, file).reset_index(drop=True)
     if features.empty:

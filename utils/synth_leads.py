@@ -55,9 +55,12 @@ def _platform_group(platform: pd.Series, top: list[str]) -> np.ndarray:
 
 def _month_key(created: pd.Series, months: list[str]) -> np.ndarray:
     """YYYY-MM, clamped to the calibrated months: after the last month the drift stays put."""
-    keys = created.dt.strftime("%Y-%m").to_numpy(dtype=str)
-    keys = np.where(keys < months[0], months[0], keys)
-    return np.where(keys > months[-1], months[-1], keys).astype(object)
+    # Integer months then a lookup: strftime on 240,000 stamps costs a second.
+    codes = (created.dt.year * 100 + created.dt.month).to_numpy()
+    first, last = (int(m.replace("-", "")) for m in (months[0], months[-1]))
+    codes = np.clip(codes, first, last)
+    names = {c: f"{c // 100:04d}-{c % 100:02d}" for c in np.unique(codes)}
+    return pd.Series(codes).map(names).to_numpy(dtype=object)
 
 
 def _city_key(city: pd.Series, tiers: dict[str, int]) -> np.ndarray:

@@ -158,6 +158,7 @@ def register_candidate(
     champion_score: float | None,
     metric: str,
     higher_is_better: bool = True,
+    champion_note: str | None = None,
 ) -> dict:
     """Register a model version, apply the promotion gate and record the decision.
 
@@ -168,6 +169,9 @@ def register_candidate(
     current = champion_version(name)
     version = mlflow.register_model(model_uri, name).version
     promote, reason = gate_decision(score, champion_score, higher_is_better)
+    if champion_score is None and current is not None:
+        # e.g. the champion was trained on other features (another data source) and cannot score this holdout
+        reason = f"champion version {current} could not be scored on this holdout ({champion_note or 'no score'})"
     decision = {
         "name": name,
         "version": str(version),

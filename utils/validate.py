@@ -75,6 +75,8 @@ CLV_NOT_NULL = {
     "campaigns": ("customer_id", "channel", "sent_at"),
     "purchases": ("customer_id", "order_id", "timestamp", "amount"),
 }
+# Known extras, not warned about: products per order, which a transaction log yields.
+CLV_OPTIONAL = {"purchases": ("n_products",)}
 CLV_MAY_BE_EMPTY = ("web_actions", "campaigns")  # a retailer's transaction export has neither
 CLV_CHANNELS = ("email", "sms", "push", "social")
 TRANSACTION_FIELDS = ("invoice", "product", "quantity", "timestamp", "unit_price", "customer", "country")
@@ -99,7 +101,7 @@ class ContractReport:
         self.counts[key] = self.counts.get(key, 0) + int(count)
         text = f"{self.file}: {message}"
         self.warnings.append(text)
-        logger.warning(text)
+        logger.info(text)
 
     def merge(self, other: "ContractReport") -> "ContractReport":
         """One report for several files: warnings appended, counts prefixed by nothing, summed."""
@@ -309,7 +311,7 @@ def _check_clv_frame(df: pd.DataFrame, name: str, file: str, report: ContractRep
         missing = int(checked[column].isna().sum())
         if missing:
             raise DataContractError(file, column, f"{missing} row(s) have no value")
-    _warn_extra_columns(report, df, schema)
+    _warn_extra_columns(report, df, (*schema, *CLV_OPTIONAL.get(name, ())))
     for column, kind in schema.items():
         if kind == "datetime":
             _warn_future(report, checked[column], f"{name}.{column}", as_of)
