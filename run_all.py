@@ -17,6 +17,7 @@ import sys
 
 from utils import params as params_mod
 from utils import runner
+from utils.validate import DataContractError
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             runner.run_pipeline(options)
     except params_mod.ParameterError as err:
         print(f"error: {err}\nnothing was run.", file=sys.stderr)
+        return 2
+    except DataContractError as err:
+        print(f"error: bad input: {err}\nnothing was run; earlier runs, outputs/latest and the champion aliases are unchanged.",
+              file=sys.stderr)
         return 2
     except runner.RunLockedError as err:
         print(f"error: {err}", file=sys.stderr)

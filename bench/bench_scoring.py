@@ -214,6 +214,7 @@ def main() -> None:
     parser.add_argument("--stand-in", action="store_true", help="use stand-in models even if champions exist")
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--spark-master", default="local[*]")
+    parser.add_argument("--spark-driver-memory", default="4g", help="10^6 rows pass through the driver's JVM heap")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -242,7 +243,9 @@ def main() -> None:
             from utils import spark_scoring
 
             start = time.perf_counter()
-            spark = spark_scoring.get_spark(args.spark_master, app_name="lead2value-bench")
+            spark = spark_scoring.get_spark(
+                args.spark_master, app_name="lead2value-bench", conf={"spark.driver.memory": args.spark_driver_memory}
+            )
             print(f"Spark {spark.version} on {args.spark_master}: session up in {time.perf_counter() - start:.1f} s")
         except Exception as error:  # a benchmark reports what it could not measure and goes on
             print(f"Spark: skipped ({error})")

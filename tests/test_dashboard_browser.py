@@ -183,25 +183,30 @@ def sample_page() -> str:
     return dashboard.build_dashboard(leads, customers, provenance, top_n=TOP_N, drift=drift)
 
 
+def open_page(tools: DevTools, page: Path) -> None:
+    """Open ``page`` in a new tab at 1400 px wide and wait for its load event."""
+    target = tools.send("Target.createTarget", {"url": "about:blank"}, browser_level=True)["targetId"]
+    attached = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser_level=True)
+    tools.session = attached["sessionId"]
+    for domain in ("Page", "Runtime", "Log"):
+        tools.send(f"{domain}.enable")
+    tools.send(
+        "Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 2400, "deviceScaleFactor": 1, "mobile": False}
+    )
+    tools.events.clear()  # only what this page itself does counts
+    tools.send("Page.navigate", {"url": page.as_uri()})
+    tools.wait_for_event("Page.loadEventFired")
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     binary = chromium_binary()
     if binary is None:
         pytest.skip("no Chromium binary found (apt-get install chromium, or set CHROMIUM_BIN)")
     folder = tmp_path_factory.mktemp("browser")
-    page_path = dashboard.write_dashboard(sample_page(), folder / "dashboard.html")
     tools = DevTools(binary, folder / "profile")
     try:
-        target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        tools.session = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
-            tools.send(f"{domain}.enable")
-        tools.send(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": 1400, "height": 2400, "deviceScaleFactor": 1, "mobile": False},
-        )
-        tools.send("Page.navigate", {"url": page_path.as_uri()})
-        tools.wait_for_event("Page.loadEventFired")
+        open_page(tools, dashboard.write_dashboard(sample_page(), folder / "dashboard.html"))
         yield tools, folder
     finally:
         tools.close()
@@ -246,3 +251,13 @@ def test_table_sorts_and_filters(browser):
         return Array.from(document.querySelectorAll('#top-leads tbody tr')).map(r => r.textContent); })()""")
     assert 0 < len(rows) < TOP_N and all("Level0" in row for row in rows)
     assert tools.errors() == []
+
+
+def test_the_harness_sees_script_errors(browser):
+    """A check that cannot fail proves nothing: a broken page must show up as errors."""
+    tools, folder = browser
+    broken = folder / "broken.html"
+    broken.write_text("<html><body><script>console.error('boom'); notDefinedAnywhere();</script></body></html>")
+    open_page(tools, broken)
+    errors = " ".join(tools.errors())
+    assert "boom" in errors and "notDefinedAnywhere" in errors

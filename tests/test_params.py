@@ -104,3 +104,7 @@ def test_invalid_yaml_names_the_file(notebook, params_dir):
     (params_dir / "base.yaml").write_text("n_rows: [1,\n")
     with pytest.raises(params.ParameterError, match="base.yaml: not valid YAML"):
         params.resolve([notebook], "default", [], params_dir)
+
+
+def test_with_defaults_fills_unset_parameters(notebook):
+    assert params.with_defaults(notebook, {"n_rows": 3}) == {"run_dir": "", "n_rows": 3, "share": 0.5, "fast": True}

@@ -2,12 +2,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
 
-from utils import plots  # noqa: E402
+from utils import plots
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,7 @@ def leads():
 
 
 def test_label_refuses_empty_text():
-    fig, ax = plt.subplots()
+    _, ax = plt.subplots()
     with pytest.raises(ValueError, match="xlabel"):
         plots.label(ax, "title", " ", "y")
 
@@ -54,11 +54,12 @@ def test_counts_over_time_with_rate_axis():
     assert fig.axes[0].lines[0].get_ydata() == pytest.approx([1 / 4, 2 / 7, 1 / 7, 1 / 7, 1 / 1])
 
 
-def test_missing_shares_in_percent():
-    fig = plots.missing_shares(leads(), "Empty cells")
+def test_missing_shares_in_percent_with_groups():
+    frame = leads().assign(f1=[None, 1, None, None, None, None], f2=[None, None, 2, None, None, None])
+    fig = plots.missing_shares(frame, "Empty cells", groups={"flags": ["f1", "f2"]})
     assert_labelled(fig)
     widths = {t.get_text(): p.get_width() for t, p in zip(fig.axes[0].get_yticklabels(), fig.axes[0].patches)}
-    assert widths["platform"] == pytest.approx(100 / 6) and widths["y"] == 0
+    assert widths == pytest.approx({"flags": 400 / 6, "platform": 100 / 6, "y": 0, "date": 0})
 
 
 def test_log_histogram_counts_zeros_in_legend():
@@ -74,6 +75,8 @@ def test_binned_means_and_empty_input():
     assert_labelled(fig)
     means = fig.axes[0].lines[0].get_ydata()
     assert len(means) == 5 and np.all(np.diff(means) > 0)
+    tied = plots.binned_means([1, 1, 1, 1, 2, 3], [1, 1, 1, 1, 5, 9], "t", "x", "y", bins=3)
+    assert list(tied.axes[0].lines[0].get_ydata()) == [1, 7]
     with pytest.raises(ValueError, match="no rows"):
         plots.binned_means([np.nan], [1.0], "t", "x", "y")
 

@@ -5,6 +5,7 @@ One local SparkSession for the whole module (start-up is the slow part).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,9 +19,6 @@ from utils.paths import PROJECT_ROOT
 from utils.validate import DataContractError
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(180)]
-
-FEATURES = ["city_tier", "first_platform_c", "total_leads_droppped", "referred_lead"]
-
 
 def lead_frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -39,7 +37,7 @@ def lead_frame(n: int, seed: int) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def spark():
     pytest.importorskip("pyspark", reason="pyspark not installed")
-    if shutil.which("java") is None and not __import__("os").environ.get("JAVA_HOME"):
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("no Java runtime: Spark needs java on PATH or JAVA_HOME")
     from utils import spark_scoring
 

@@ -114,7 +114,7 @@ def test_calibrate_from_any_raw_file(tmp_path):
     source = sl.generate_leads(4_000, 11)
     source.to_csv(tmp_path / "leads.csv")
     calibration = sl.calibrate_from_real(tmp_path / "leads.csv")
-    assert calibration["source"] == {"file": "leads.csv", "rows": 4_000}
+    assert calibration["source"]["file"] == "leads.csv" and calibration["source"]["rows"] == 4_000
     again = sl.generate_leads(5_000, 1, calibration=json.loads(json.dumps(calibration)))
     assert list(again.columns) == list(LEADS_COLUMNS)
     assert abs(again["app_complete_flag"].mean() - source["app_complete_flag"].mean()) < 0.04

@@ -3,8 +3,16 @@ import pandas as pd
 import pytest
 
 from utils.validate import (
-    INTERACTION_COLUMNS, LEADS_COLUMNS, ContractReport, DataContractError, as_datetime, as_number, leads_levels,
-    validate_clv_sources, validate_raw_leads, validate_transactions,
+    INTERACTION_COLUMNS,
+    LEADS_COLUMNS,
+    ContractReport,
+    DataContractError,
+    as_datetime,
+    as_number,
+    leads_levels,
+    validate_clv_sources,
+    validate_raw_leads,
+    validate_transactions,
 )
 
 FILE = "leads.csv"

@@ -13,11 +13,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from utils import paths
 from utils.validate import (
-    CLV_SCHEMAS, LEADS_CATEGORICAL, LEADS_NUMERIC, LEADS_TARGET, DataContractError, as_datetime, as_number,
+    CLV_SCHEMAS,
+    LEADS_CATEGORICAL,
+    LEADS_NUMERIC,
+    LEADS_TARGET,
+    DataContractError,
+    as_datetime,
+    as_number,
     as_whole_number,
 )
 
@@ -55,7 +62,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(path)
-    except Exception as error:  # pyarrow raises several types for a damaged file
+    except (OSError, ValueError, pa.ArrowException) as error:  # a damaged file fails in several ways
         raise DataContractError(str(path), None, f"not a readable parquet file (truncated or corrupt?): {error}") from None
     # A pandas index saved with the frame is not data.
     return frame.reset_index(drop=True)
@@ -176,7 +183,7 @@ def split_latest(leads: pd.DataFrame, share: float = 0.1) -> tuple[pd.DataFrame,
     if not 0 < share < 1:
         raise ValueError(f"share must be between 0 and 1, got {share}")
     ordered = leads.sort_values("created_date", kind="stable").reset_index(drop=True)
-    cut = len(ordered) - max(1, int(round(len(ordered) * share)))
+    cut = len(ordered) - max(1, round(len(ordered) * share))
     new = ordered.iloc[cut:].drop(columns=[LEADS_TARGET], errors="ignore").reset_index(drop=True)
     return ordered.iloc[:cut].reset_index(drop=True), new
 

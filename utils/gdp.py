@@ -8,6 +8,7 @@ both are counted by :func:`attach_gdp`, never dropped.
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import pandas as pd
@@ -53,7 +54,7 @@ def gdp_table() -> pd.DataFrame:
 @lru_cache(maxsize=4096)
 def country_to_iso3(name: str | None) -> str | None:
     """ISO alpha-3 code of a country name as an export spells it; None when it names no country."""
-    if name is None or (isinstance(name, float) and name != name):
+    if name is None or (isinstance(name, float) and math.isnan(name)):
         return None
     key = " ".join(str(name).split()).casefold()
     if key in ALIASES:
@@ -96,7 +97,7 @@ def attach_gdp(df: pd.DataFrame, country_column: str = "country") -> tuple[pd.Da
     unmatched = names[has_name & out["iso3"].isna()].value_counts()
     no_gdp = names[out["iso3"].notna() & out["gdp_per_capita"].isna()].value_counts()
     report = {
-        "rows": int(len(out)),
+        "rows": len(out),
         "missing_country_rows": int((~has_name).sum()),
         "unmatched_rows": int(unmatched.sum()),
         "unmatched_countries": {str(k): int(v) for k, v in unmatched.items()},

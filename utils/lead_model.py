@@ -10,6 +10,10 @@ CodePro leads and is left out: hour / weekday of ``created_date`` (no gain) and
 a calendar trend (a higher time-holdout AUC, but drift by construction: every new
 lead lies outside the training range).
 
+The classifier on top is LightGBM (settings in :data:`LGBM_PARAMS`) unless
+:func:`compare_families` finds another family better by CV on the training part;
+on the real leads LightGBM wins (CV AUC 0.832 vs 0.796 for logistic regression).
+
 Every AUC here is computed from predicted probabilities; :func:`roc_auc` refuses
 0/1 labels given as scores.
 """
@@ -22,12 +26,14 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, TargetEncoder
+from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
 from utils.lead_cleaning import CITY_COLUMN, LEVEL_COLUMNS
+from utils.paths import PROJECT_ROOT
 from utils.validate import LEADS_TARGET, DataContractError
 
 MODEL_NAME = "lead_scoring"
@@ -104,23 +110,50 @@ class FrequencyEncoder(BaseEstimator, TransformerMixin):
 # --- the pipeline -------------------------------------------------------------------------
 
 
-def build_lead_pipeline(params: Mapping[str, Any] | None = None, random_state: int = 42, n_jobs: int = 1) -> Pipeline:
-    """Preprocessing (one-hot, city target and frequency encodings) and LightGBM, as one Pipeline.
+FAMILIES = ("lightgbm", "lr")
 
-    ``n_jobs=1`` by default: on a small machine LightGBM's threads fight over the
-    cores (a fit took 8x longer with two threads on two busy cores).
+
+def build_lead_pipeline(params: Mapping[str, Any] | None = None, random_state: int = 42, n_jobs: int = 1,
+                        family: str = "lightgbm") -> Pipeline:
+    """Preprocessing (one-hot, city target and frequency encodings) and a classifier, as one Pipeline.
+
+    ``family`` is "lightgbm" (``params`` override :data:`LGBM_PARAMS`) or "lr"
+    (logistic regression on the same inputs, standardised; ``params`` go to
+    LogisticRegression). ``n_jobs=1`` by default: on a small machine LightGBM's
+    threads fight over the cores (a fit took 8x longer with two threads on two busy cores).
     """
-    from lightgbm import LGBMClassifier
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
+    city_target = Pipeline([("text", TextLevels()), ("encode", TargetEncoder(random_state=random_state))])
+    dense = [("city_target", city_target, [CITY_COLUMN]),
+             ("share", FrequencyEncoder(), [*LEVEL_COLUMNS, CITY_COLUMN]),
+             ("numeric", "passthrough", list(NUMERIC_FEATURES))]
+    if family == "lr":
+        # One scale for all dense inputs, or the penalty would favour the large-valued ones.
+        dense = [(name, Pipeline([("inputs", step), ("scale", StandardScaler())]) if step != "passthrough"
+                  else StandardScaler(), columns) for name, step, columns in dense]
+    preprocess = ColumnTransformer([("onehot", OneHotEncoder(handle_unknown="ignore"), list(LEVEL_COLUMNS)), *dense],
+                                   verbose_feature_names_out=False)
+    if family == "lr":
+        model = LogisticRegression(**{"C": 1.0, "max_iter": 2000, **(params or {})}, random_state=random_state)
+    else:
+        from lightgbm import LGBMClassifier
 
-    preprocess = ColumnTransformer([
-        ("onehot", OneHotEncoder(handle_unknown="ignore"), list(LEVEL_COLUMNS)),
-        ("city_target", Pipeline([("text", TextLevels()), ("encode", TargetEncoder(random_state=random_state))]),
-         [CITY_COLUMN]),
-        ("share", FrequencyEncoder(), [*LEVEL_COLUMNS, CITY_COLUMN]),
-        ("numeric", "passthrough", list(NUMERIC_FEATURES)),
-    ], verbose_feature_names_out=False)
-    model = LGBMClassifier(**{**LGBM_PARAMS, **(params or {})}, random_state=random_state, n_jobs=n_jobs, verbose=-1)
+        model = LGBMClassifier(**{**LGBM_PARAMS, **(params or {})}, random_state=random_state, n_jobs=n_jobs, verbose=-1)
     return Pipeline([("preprocess", preprocess), ("model", model)])
+
+
+def compare_families(X: pd.DataFrame, y: np.ndarray, families: Iterable[str] = FAMILIES, folds: int = 5,
+                     random_state: int = 42, params: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """Stratified CV AUC of each model family on the same inputs, best first. Pass training rows only."""
+    rows = []
+    for family in [f.strip() for f in families if f.strip()]:
+        aucs = cv_auc(build_lead_pipeline((params or {}).get(family), random_state, family=family), X, y, folds, random_state)
+        rows.append({"family": family, "cv_auc": float(np.mean(aucs)), "cv_auc_std": float(np.std(aucs)),
+                     **{f"fold_{i + 1}": a for i, a in enumerate(aucs)}})
+    if not rows:
+        raise ValueError("no model family to compare")
+    return pd.DataFrame(rows).sort_values("cv_auc", ascending=False, ignore_index=True)
 
 
 def split_xy(clean: pd.DataFrame, file: str = "leads_clean.parquet",
@@ -206,10 +239,15 @@ def holdout_metrics(y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1
 
 
 def champion_auc(champion: Any | None, X_test: pd.DataFrame, y_test: np.ndarray) -> float | None:
-    """The current champion's AUC on this run's holdout (None when there is no champion)."""
+    """The current champion's AUC on this run's holdout; None without a champion, or when the
+    champion needs columns this data lacks (it could not score these leads, nor the new ones)."""
     if champion is None:
         return None
-    return roc_auc(y_test, positive_proba(champion, X_test))
+    needed = getattr(champion, "feature_names_in_", None)
+    if needed is not None and not set(needed) <= set(X_test.columns):
+        return None
+    columns = list(needed) if needed is not None else list(X_test.columns)
+    return roc_auc(y_test, positive_proba(champion, X_test[columns]))
 
 
 def tune_lightgbm(X: pd.DataFrame, y: np.ndarray, n_iter: int = 20, folds: int = 5,
@@ -276,7 +314,9 @@ def log_lead_model(pipe: Pipeline, X_example: pd.DataFrame, name: str = "model")
     """Log the fitted pipeline to the active MLflow run; its pyfunc returns class probabilities.
 
     Returns the model URI to register. The signature names the input columns, so
-    scoring knows which columns to pass.
+    scoring knows which columns to pass. Pickled with cloudpickle and shipped with
+    the project's ``utils`` package (``code_paths``), so the encoders defined here
+    unpickle anywhere; skops, MLflow's default, refuses classes it was not told to trust.
     """
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -287,6 +327,7 @@ def log_lead_model(pipe: Pipeline, X_example: pd.DataFrame, name: str = "model")
     signature = infer_signature(example, pipe.predict_proba(example))
     info = mlflow.sklearn.log_model(
         pipe, name=name, signature=signature, input_example=example, pyfunc_predict_fn="predict_proba",
+        code_paths=[str(PROJECT_ROOT / "utils")], serialization_format="cloudpickle",
         pip_requirements=model_requirements(),
     )
     return info.model_uri

@@ -156,6 +156,11 @@ def resolve(
     return {stem: {n: values[n] for n in decls if n in values} for stem, decls in declared.items()}
 
 
+def with_defaults(notebook: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter of the notebook: its declared default unless ``values`` sets it."""
+    return {name: values.get(name, decl.default) for name, decl in declared_parameters(notebook).items()}
+
+
 def _unknown(name: str, declared: dict[str, Declared], where: str) -> str:
     close = difflib.get_close_matches(name, list(declared), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""

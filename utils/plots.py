@@ -82,13 +82,24 @@ def counts_over_time(dates: pd.Series, title: str, freq: str = "W", ylabel: str 
     return fig
 
 
-def missing_shares(df: pd.DataFrame, title: str, max_columns: int = 25) -> Figure:
-    """Share of empty cells per column (%), the emptiest first."""
-    shares = (df.isna().mean() * 100).sort_values(ascending=False).head(max_columns).iloc[::-1]
-    fig, ax = _figure(max(2.5, 0.22 * len(shares) + 1.2))
-    ax.barh([str(c) for c in shares.index], shares.to_numpy(), color=ACCENT)
-    ax.set_xlim(0, 100)
-    ax.tick_params(axis="y", labelsize=7)
+def missing_shares(df: pd.DataFrame, title: str, groups: Mapping[str, Sequence[str]] | None = None,
+                   max_columns: int = 25) -> Figure:
+    """Share of empty cells per column (%), the emptiest first, the value printed on each bar.
+
+    ``groups`` folds many columns into one bar, the share of rows where all of them are
+    empty (e.g. 37 interaction flags that are nearly always empty together).
+    """
+    groups = dict(groups or {})
+    grouped = {c for columns in groups.values() for c in columns}
+    shares = df[[c for c in df.columns if c not in grouped]].isna().mean() * 100
+    for name, columns in groups.items():
+        shares[name] = df[list(columns)].isna().all(axis=1).mean() * 100
+    shares = shares.sort_values(ascending=False).head(max_columns).iloc[::-1]
+    fig, ax = _figure(max(2.5, 0.28 * len(shares) + 1.2))
+    drawn = ax.barh([str(c) for c in shares.index], shares.to_numpy(), color=ACCENT)
+    ax.bar_label(drawn, labels=[f"{v:.1f}%" for v in shares.to_numpy()], fontsize=8, padding=2)
+    ax.set_xlim(0, 115)
+    ax.tick_params(axis="y", labelsize=8)
     label(ax, title, "empty cells (%)", "column")
     fig.tight_layout()
     return fig
@@ -115,11 +126,14 @@ def log_histogram(values: pd.Series | np.ndarray, title: str, xlabel: str, bins:
 
 def binned_means(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray, title: str, xlabel: str, ylabel: str,
                  bins: int = 10, log_x: bool = False) -> Figure:
-    """Mean of y (with a 95% interval) per quantile bin of x: a relation readable at any sample size."""
+    """Mean of y (with a 95% interval) per quantile bin of x: a relation readable at any sample size.
+
+    Tied x values stay in one bin (fewer bins then): a country's customers share one GDP.
+    """
     frame = pd.DataFrame({"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float)}).dropna()
     if frame.empty:
         raise ValueError("plots.binned_means: no rows with both x and y")
-    frame["bin"] = pd.qcut(frame["x"].rank(method="first"), q=min(bins, len(frame)), labels=False)
+    frame["bin"] = pd.qcut(frame["x"], q=min(bins, len(frame)), labels=False, duplicates="drop")
     stats = frame.groupby("bin").agg(x=("x", "median"), mean=("y", "mean"), sd=("y", "std"), n=("y", "size"))
     half_width = 1.96 * stats["sd"].fillna(0) / np.sqrt(stats["n"])
     fig, ax = _figure()

@@ -311,6 +311,13 @@ def run_pipeline(options: RunOptions) -> Path:
     kernel_environment()
     started = time.time()
     resolved, records, manifests = plan(options)
+    from utils import preflight  # reads the user's files: after the cheap parameter checks
+
+    data_step = STEPS[0]
+    for report in preflight.check_inputs(params_mod.with_defaults(data_step.notebook, resolved[data_step.name])):
+        say(f"input check: {report.file}: {report.rows:,} rows, {report.n_warnings} counted warning(s)")
+        for warning in report.warnings:
+            say(f"    warning: {warning}")
     decisions: dict[str, tuple[dict | None, str]] = {}
     for step in STEPS:
         if forced(step.name, options):

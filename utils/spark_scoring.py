@@ -27,7 +27,7 @@ def check_pandas_compatible() -> None:
 
     try:
         require_minimum_pandas_version()
-    except Exception as error:  # pyspark raises its own ImportError subclass
+    except ImportError as error:  # pyspark's PySparkImportError
         import pyspark
 
         raise RuntimeError(
@@ -39,7 +39,11 @@ def check_pandas_compatible() -> None:
 def get_spark(
     master: str = "local[*]", app_name: str = "lead2value-scoring", conf: dict[str, str] | None = None
 ) -> Any:
-    """A SparkSession on ``master`` with Arrow transfer on; reuses a running session of the same master."""
+    """A SparkSession on ``master`` with Arrow transfer on (a session already running is reused as it is).
+
+    Executors run ``PYSPARK_PYTHON``, by default this interpreter: on a cluster,
+    set it to a Python with the project's packages on every node.
+    """
     check_pandas_compatible()
     from pyspark.sql import SparkSession
 

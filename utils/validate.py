@@ -103,7 +103,7 @@ class ContractReport:
         self.warnings.append(text)
         logger.info(text)
 
-    def merge(self, other: "ContractReport") -> "ContractReport":
+    def merge(self, other: ContractReport) -> ContractReport:
         """One report for several files: warnings appended, counts prefixed by nothing, summed."""
         merged = ContractReport(f"{self.file}; {other.file}", self.rows + other.rows,
                                 self.warnings + other.warnings, dict(self.counts))
