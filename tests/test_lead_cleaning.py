@@ -55,6 +55,7 @@ def assert_matches_golden(ours: pd.DataFrame, expected: pd.DataFrame, ignore_ord
     pd.testing.assert_frame_equal(ours.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=True)
 
 
+@pytest.mark.real_data
 def test_stages_match_golden_tables(golden):
     tables, raw, levels = golden
     loaded = lc.load_leads(raw)
@@ -68,6 +69,7 @@ def test_stages_match_golden_tables(golden):
     assert_matches_golden(final, tables["interactions_mapped_test_case"])
 
 
+@pytest.mark.real_data
 def test_clean_leads_matches_golden_output_from_contract_dtypes(golden):
     tables, raw, levels = golden
     # What 00_data writes: created_date as datetime64.
@@ -78,6 +80,7 @@ def test_clean_leads_matches_golden_output_from_contract_dtypes(golden):
     assert report["rows_out"] == len(tables["interactions_mapped_test_case"])
 
 
+@pytest.mark.real_data
 def test_golden_check_would_catch_a_wrong_tier(golden):
     tables, raw, _ = golden
     tiered = lc.map_city_tier(lc.load_leads(raw))
@@ -86,6 +89,7 @@ def test_golden_check_would_catch_a_wrong_tier(golden):
         assert_matches_golden(tiered, tables["city_tier_mapped_test_case"])
 
 
+@pytest.mark.real_data
 def test_resources_agree_with_codepro_mapping_files(shared_data):
     codepro = shared_data / "codepro"
     cities = pd.read_csv(codepro / "city_tier_mapping.csv")
@@ -96,6 +100,7 @@ def test_resources_agree_with_codepro_mapping_files(shared_data):
     assert lc.load_interaction_groups() == dict(zip(interactions["interaction_type"], interactions["interaction_mapping"]))
 
 
+@pytest.mark.real_data
 def test_real_leads_clean_without_surprises(shared_data):
     raw = pd.read_csv(shared_data / "codepro" / "leads_labelled_25k.csv")
     clean, report = lc.clean_leads(raw)

@@ -188,7 +188,7 @@ def _count_outside(series: pd.Series, known: set) -> tuple[int, int]:
     """(rows, distinct levels) of non-missing values not in ``known``."""
     values = series.dropna().astype(str)
     outside = values[~values.isin(known)]
-    return int(len(outside)), int(outside.nunique())
+    return len(outside), int(outside.nunique())
 
 
 def _warn(report: dict, message: str) -> None:
@@ -214,7 +214,7 @@ def clean_leads(
     The clean frame holds the 13 columns of the original output (12 without a
     target) plus, with ``keep_city``, the raw city name as ``city``.
     """
-    report: dict = {"file": str(file), "rows_in": int(len(raw)), "warnings": []}
+    report: dict = {"file": str(file), "rows_in": len(raw), "warnings": []}
     loaded = load_leads(raw, file)
     _require(loaded, ["created_date", "city_mapped", *LEVEL_COLUMNS], file)
     report["nulls_filled_with_zero"] = {c: int(raw[c].isna().sum()) for c in NULL_TO_ZERO if c in raw.columns}
@@ -225,7 +225,7 @@ def clean_leads(
     report["significant_levels"] = levels
     report["significant_levels_source"] = source
 
-    tiers, default_tier = load_city_tiers()
+    tiers, _ = load_city_tiers()
     city = loaded["city_mapped"]
     report["cities_missing"] = int(city.isna().sum())
     report["rows_city_not_in_tier_map"] = _count_outside(city, set(tiers))[0]
@@ -253,7 +253,7 @@ def clean_leads(
     clean = map_interactions(staged, file)
     report["duplicates_dropped"] = int(len(staged) - deduped_rows)
     report["rows_merged_same_key"] = int(deduped_rows - len(clean))
-    report["rows_out"] = int(len(clean))
+    report["rows_out"] = len(clean)
     if LEADS_TARGET in clean.columns:
         report["positive_share"] = float(clean[LEADS_TARGET].mean()) if len(clean) else None
     logger.info("%s: %d raw leads -> %d clean leads", file, report["rows_in"], report["rows_out"])
