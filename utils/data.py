@@ -7,7 +7,6 @@ column ...). Content checks with counted warnings live in :mod:`utils.validate`.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from utils import paths
+from utils.fingerprint import sha256_file  # noqa: F401  (one hashing function for the project)
 from utils.validate import (
     CLV_SCHEMAS,
     LEADS_CATEGORICAL,
@@ -31,14 +31,6 @@ from utils.validate import (
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _CHUNK = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- reading ----------------------------------------------------------------------------------
