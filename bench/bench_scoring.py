@@ -237,40 +237,39 @@ def main() -> None:
         f" {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at start"
     )
 
-    spark = None
-    if not args.no_spark:
-        try:
-            from utils import spark_scoring
-
-            start = time.perf_counter()
-            spark = spark_scoring.get_spark(
-                args.spark_master, app_name="lead2value-bench", conf={"spark.driver.memory": args.spark_driver_memory}
-            )
-            print(f"Spark {spark.version} on {args.spark_master}: session up in {time.perf_counter() - start:.1f} s")
-        except Exception as error:  # a benchmark reports what it could not measure and goes on
-            print(f"Spark: skipped ({error})")
-
-    for n in args.rows:
-        leads, customers = resample(lead_rows, n, seed=n), resample(clv_rows, n, seed=n + 1)
+    # pandas first, with no JVM alive to compete for the CPUs; then Spark.
+    samples = {n: (resample(lead_rows, n, seed=n), resample(clv_rows, n, seed=n + 1)) for n in args.rows}
+    pyfunc_times = {}
+    for n, (leads, customers) in samples.items():
         lead_times = bench_lead(lead_model, leads, args.repeats)
         clv_times = bench_clv(clv_model, customers, args.repeats)
         print_table(f"LEADS ({lead_model.label})", n, lead_times)
         print_table(f"CLV ({clv_model.label})", n, clv_times)
-        if spark is not None:
-            print_table(
-                "SPARK local, leads",
-                n,
-                bench_spark(spark, lead_model, leads, args.repeats),
-                ratio_to=lead_times["pyfunc"],
-            )
-            print_table(
-                "SPARK local, CLV",
-                n,
-                bench_spark(spark, clv_model, customers, args.repeats),
-                ratio_to=clv_times["pyfunc"],
-            )
-    if spark is not None:
-        spark.stop()
+        pyfunc_times[n] = (lead_times["pyfunc"], clv_times["pyfunc"])
+    spark = None if args.no_spark else start_spark(args.spark_master, args.spark_driver_memory)
+    if spark is None:
+        return
+    for n, (leads, customers) in samples.items():
+        lead_spark = bench_spark(spark, lead_model, leads, args.repeats)
+        print_table("SPARK local, leads", n, lead_spark, ratio_to=pyfunc_times[n][0])
+        clv_spark = bench_spark(spark, clv_model, customers, args.repeats)
+        print_table("SPARK local, CLV", n, clv_spark, ratio_to=pyfunc_times[n][1])
+    spark.stop()
+
+
+def start_spark(master: str, driver_memory: str):
+    """A SparkSession, or None with the reason printed (a benchmark reports what it cannot measure)."""
+    from utils import spark_scoring
+
+    try:
+        spark_scoring.check_pandas_compatible()
+    except (ImportError, RuntimeError) as error:
+        print(f"\nSpark: skipped ({error})")
+        return None
+    start = time.perf_counter()
+    spark = spark_scoring.get_spark(master, app_name="lead2value-bench", conf={"spark.driver.memory": driver_memory})
+    print(f"\nSpark {spark.version} on {master}: session up in {time.perf_counter() - start:.1f} s")
+    return spark
 
 
 def print_table(title: str, n: int, timings: dict[str, float], ratio_to: float | None = None) -> None:

@@ -10,7 +10,7 @@ import pytest
 # Everything the tests generate (runs, MLflow store) goes to a scratch folder, never to outputs/.
 os.environ.setdefault("LEAD2VALUE_OUTPUTS", tempfile.mkdtemp(prefix="lead2value-tests-"))
 
-from utils.paths import PROJECT_ROOT  # noqa: E402  (after the environment is set)
+from utils.paths import PROJECT_ROOT
 
 
 def shared_data_dir() -> Path:

@@ -142,3 +142,18 @@ def test_customer_segments_come_from_the_customer_table():
     assert list(out["country"][:2]) == ["EIRE", "USA"] and list(out["age_band"][:2]) == ["0-24", "35-44"]
     assert pd.isna(out["age_band"].iloc[2]) and list(out["predicted_clv"]) == [1.0, 2.0, 3.0]
     assert dashboard.customer_segments(scored, None).columns.tolist() == ["customer_id", "predicted_clv"]
+
+
+def test_drift_chart_shows_the_worst_features_at_a_readable_height():
+    table = pd.DataFrame(
+        {
+            "feature": [f"f{i}" for i in range(30)],
+            "kind": "numeric",
+            "psi": np.linspace(0, 0.3, 30),
+            "unseen_share": 0.0,
+            "status": "ok",
+        }
+    )
+    fig = dashboard.drift_figure({"leads": table}, 0.1, 0.25, top=20)
+    assert len(fig.data[0].y) == 20 and "leads.f29" in list(fig.data[0].y) and "leads.f0" not in list(fig.data[0].y)
+    assert 'id="drift"' in dashboard._figure_html(fig, "drift") and fig.layout.height > 380

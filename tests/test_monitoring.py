@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 def test_identical_distributions_have_zero_psi():
     values = pd.Series(np.random.default_rng(0).normal(size=2_000))
     assert monitoring.psi_numeric(values, values) == pytest.approx(0, abs=1e-12)
-    levels = pd.Series(["a", "b", "b", None])
+    levels = pd.Series(["a", "b", "b", None, None, "a"] * 10)
     assert monitoring.psi_categorical(levels, levels) == (pytest.approx(0, abs=1e-12), 0.0)
 
 
@@ -51,6 +51,26 @@ def test_unseen_levels_land_in_their_own_bin():
     psi, unseen = monitoring.psi_categorical(reference, pd.Series(["a"] * 50 + ["zzz"] * 50))
     assert unseen == pytest.approx(0.5)
     assert psi > 1.0  # half the rows in a bin the training data never had
+
+
+def test_long_tail_of_levels_is_not_mistaken_for_drift():
+    rng = np.random.default_rng(3)
+    # 20 common cities and a long tail of one-off towns, as in real lead data
+    cities = np.r_[rng.choice([f"city{i}" for i in range(20)], 9_000), [f"town{i}" for i in range(1_000)]]
+    shuffled = cities[rng.permutation(10_000)]
+    reference, current = pd.Series(shuffled[:8_000]), pd.Series(shuffled[8_000:])
+    psi, unseen = monitoring.psi_categorical(reference, current)
+    assert unseen > 0.05  # many towns of the new sample were never seen...
+    assert psi < 0.05  # ...but no more than the reference's own tail predicts
+    short_tail = pd.Series(rng.choice(["a", "b", "c"], 5_000))
+    assert monitoring.psi_categorical(short_tail, pd.Series(["a"] * 95 + ["new"] * 5))[0] > 0.25
+
+
+def test_rare_levels_share_one_bin():
+    reference = pd.Series(["big"] * 980 + [f"r{i}" for i in range(10)] * 2)  # ten levels at 0.2% each
+    current = pd.Series(["big"] * 98 + ["r1", "r1"])  # same rare share, another mix inside it
+    assert monitoring.psi_categorical(reference, current)[0] == pytest.approx(0, abs=1e-9)
+    assert monitoring.psi_categorical(reference, current, rare_share=0.0)[0] > 0.01
 
 
 def test_status_thresholds():
@@ -137,18 +157,6 @@ def test_plot_drift_history_draws_thresholds():
     assert len(ax.lines) == 4  # two series and two threshold lines
     with pytest.raises(ValueError, match="no PSI column"):
         monitoring.plot_drift_history(pd.DataFrame({"run": ["r1"]}), 0.1, 0.25)
-
-
-def test_training_reference_is_the_earliest_share():
-    frame = pd.DataFrame(
-        {"created_date": pd.to_datetime(["2022-01-05", "2022-01-01", "2022-01-03", "2022-01-02"]), "x": [5, 1, 3, 2]}
-    )
-    assert list(monitoring.training_reference(frame, 0.5)["x"]) == [1, 2]
-    assert len(monitoring.training_reference(frame, 1.0)) == 4
-    with pytest.raises(ValueError, match="train_share"):
-        monitoring.training_reference(frame, 0.0)
-    with pytest.raises(DataContractError, match="created_date"):
-        monitoring.training_reference(frame.drop(columns="created_date"), 0.5)
 
 
 def test_plot_score_shift_labels_both_samples():

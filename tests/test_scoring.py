@@ -108,8 +108,10 @@ def test_score_table_gives_positive_class_probability_and_provenance(registry):
     scored = scoring.score_table(model, new, "p_app_complete", file="leads_new_clean.parquet")
     expected = registry["pipelines"][2].predict_proba(new[LEAD_FEATURES])[:, 1]
     np.testing.assert_allclose(scored["p_app_complete"], expected, rtol=0, atol=1e-12)
-    assert set(scored["model_version"]) == {"2"} and set(scored["model_name"]) == {"lead_scoring"}
-    assert scored["model_run_id"].iloc[0] == model.run_id
+    assert set(scored["model_name"]) == {"lead_scoring"}
+    # version and run id go to the side file: per-row values would break byte-identical reruns
+    assert "model_version" not in scored and "model_run_id" not in scored
+    assert model.provenance()["model_version"] == "2" and model.provenance()["model_run_id"] == model.run_id
     assert list(scored["lead_id"]) == list(range(60))  # extra columns ride along untouched
 
 
@@ -225,7 +227,7 @@ def test_write_scored_and_provenance_round_trip(tmp_path, registry):
     document = json.loads(path.read_text())
     table = document["tables"]["leads_scored"]
     assert (table["model_name"], table["model_version"], table["model_run_id"]) == ("lead_scoring", "1", model.run_id)
-    assert table["input"]["sha256"] == scoring.file_sha256(source)
+    assert table["input"]["sha256"] == scoring.sha256_file(source)
     assert set(table["outputs"]) == {"leads_scored.parquet", "leads_scored.csv"}
     assert document["decision_threshold"] == 0.5
 

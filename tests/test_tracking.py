@@ -3,13 +3,13 @@ import json
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
 
-from utils import tracking  # noqa: E402
+from utils import tracking
 
 
 @pytest.fixture(scope="module")

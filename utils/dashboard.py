@@ -127,7 +127,9 @@ _TABLE_JS = """
 def _figure_html(fig, div_id: str) -> str:
     import plotly.io as pio
 
-    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 30, "t": 50, "b": 50}, height=380)
+    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 30, "t": 50, "b": 50})
+    if fig.layout.height is None:
+        fig.update_layout(height=380)
     # Fixed div ids: the same inputs give a byte-identical page.
     body = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOT_CONFIG)
     return f'<div class="chart">{body}</div>'
@@ -230,14 +232,15 @@ def decile_figure(deciles: pd.DataFrame):
     return fig
 
 
-def drift_figure(drift: dict[str, pd.DataFrame], psi_warn: float, psi_fail: float):
+def drift_figure(drift: dict[str, pd.DataFrame], psi_warn: float, psi_fail: float, top: int = 20):
+    """PSI of the ``top`` most drifted features (all of them are in the table below the charts)."""
     import plotly.graph_objects as go
 
     colours = {"ok": "#2f9e77", "warn": "#d97706", "fail": "#dc2626"}
     rows = pd.concat(
         [t.assign(label=name + "." + t["feature"].astype(str)) for name, t in drift.items()], ignore_index=True
     )
-    rows = rows.sort_values("psi")
+    rows = rows.nlargest(top, "psi").sort_values("psi")
     fig = go.Figure(
         go.Bar(
             x=rows["psi"],
@@ -250,7 +253,9 @@ def drift_figure(drift: dict[str, pd.DataFrame], psi_warn: float, psi_fail: floa
     fig.add_vline(x=psi_warn, line_dash="dash", line_color=colours["warn"], annotation_text=f"warn {psi_warn:g}")
     fig.add_vline(x=psi_fail, line_dash="dash", line_color=colours["fail"], annotation_text=f"fail {psi_fail:g}")
     fig.update_layout(
-        title="Drift vs training data (PSI)", xaxis_title="PSI (unitless)", height=max(380, 22 * len(rows) + 120)
+        title=f"Drift vs training data (PSI, {len(rows)} largest)",
+        xaxis_title="PSI (unitless)",
+        height=max(380, 22 * len(rows) + 120),
     )
     return fig
 
@@ -363,22 +368,6 @@ def build_dashboard(
     values = customers[value_column].to_numpy(dtype="float64")
     bands = scoring.band_summary(scores)
     deciles = scoring.decile_summary(values)
-    junk_share = float(np.mean(scores < junk_threshold)) if len(scores) else 0.0
-    above = float(np.mean(scores >= decision_threshold)) if len(scores) else 0.0
-    table_columns = table_columns or default_table_columns(leads, score_column)
-    payload = top_leads_payload(leads, table_columns, score_column, top_n)
-
-    kpis = "".join(
-        [
-            _kpi("leads scored", f"{len(scores):,}"),
-            _kpi(f"share at or above threshold {decision_threshold:g}", f"{above:.1%}"),
-            _kpi("expected application completions", f"{scores.sum():,.0f}"),
-            _kpi(f"junk leads (score < {junk_threshold:g})", f"{junk_share:.1%}", alert=junk_share > 0.5),
-            _kpi("customers scored", f"{len(values):,}"),
-            _kpi("total predicted CLV", f"{values.sum():,.0f}"),
-            _kpi("value share of top CLV decile", f"{deciles['share_of_value'].iloc[-1]:.1%}"),
-        ]
-    )
     charts = [
         _figure_html(score_distribution_figure(scores, decision_threshold, junk_threshold), "score-distribution"),
         _figure_html(score_band_figure(bands), "score-bands"),
@@ -391,34 +380,55 @@ def build_dashboard(
     ]
     if drift:
         charts.append(_figure_html(drift_figure(drift, psi_warn, psi_fail), "drift"))
-    drift_rows = "" if not drift else _drift_table(drift)
-    band_table = bands.assign(
-        share_of_leads=bands["share_of_leads"].map("{:.1%}".format),
-        expected_l2ac=bands["expected_l2ac"].map(lambda v: "" if pd.isna(v) else f"{v:.1%}"),
-        expected_completions=bands["expected_completions"].map("{:,.1f}".format),
-    )
-    hashes = "" if not data_hashes else f"<h2>Raw data hashes</h2>{_html_table(data_hash_table(data_hashes))}"
+    payload = top_leads_payload(leads, table_columns or default_table_columns(leads, score_column), score_column, top_n)
     # Escaped so no value from the data can close the script element or open a comment in it.
     payload_json = json.dumps(payload).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    hashes = "" if not data_hashes else f"<h2>Raw data hashes</h2>{_html_table(data_hash_table(data_hashes))}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title><style>{_CSS}</style>
 <script>{get_plotlyjs()}</script></head>
 <body><header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header><main>
-<div class="kpis">{kpis}</div>
+<div class="kpis">{_kpi_cards(scores, values, deciles, decision_threshold, junk_threshold)}</div>
 <div class="grid">{"".join(f'<section class="card">{c}</section>' for c in charts)}</div>
-<section class="card"><h2>Leads by score band</h2>{_html_table(band_table)}</section>
+<section class="card"><h2>Leads by score band</h2>{_html_table(_band_display(bands))}</section>
 <section class="card"><h2>Top {len(payload["rows"])} leads</h2>
 <input id="lead-filter" type="search" placeholder="filter: any text in a row" aria-label="filter leads">
 <span id="lead-count"></span>
 <div class="scroll"><table id="{TOP_LEADS_ID}"><thead><tr></tr></thead><tbody></tbody></table></div></section>
-{drift_rows}
+{_drift_table(drift) if drift else ""}
 <section class="card"><h2>Models and data</h2>{_html_table(provenance_table(provenance))}{hashes}</section>
 </main>
 <script type="application/json" id="top-leads-data">{payload_json}</script>
 <script>{_TABLE_JS}</script>
 </body></html>
 """
+
+
+def _kpi_cards(
+    scores: np.ndarray, values: np.ndarray, deciles: pd.DataFrame, decision_threshold: float, junk_threshold: float
+) -> str:
+    junk_share = float(np.mean(scores < junk_threshold)) if len(scores) else 0.0
+    above = float(np.mean(scores >= decision_threshold)) if len(scores) else 0.0
+    return "".join(
+        [
+            _kpi("leads scored", f"{len(scores):,}"),
+            _kpi(f"share at or above threshold {decision_threshold:g}", f"{above:.1%}"),
+            _kpi("expected application completions", f"{scores.sum():,.0f}"),
+            _kpi(f"junk leads (score < {junk_threshold:g})", f"{junk_share:.1%}", alert=junk_share > 0.5),
+            _kpi("customers scored", f"{len(values):,}"),
+            _kpi("total predicted CLV", f"{values.sum():,.0f}"),
+            _kpi("value share of top CLV decile", f"{deciles['share_of_value'].iloc[-1]:.1%}"),
+        ]
+    )
+
+
+def _band_display(bands: pd.DataFrame) -> pd.DataFrame:
+    return bands.assign(
+        share_of_leads=bands["share_of_leads"].map("{:.1%}".format),
+        expected_l2ac=bands["expected_l2ac"].map(lambda v: "" if pd.isna(v) else f"{v:.1%}"),
+        expected_completions=bands["expected_completions"].map("{:,.1f}".format),
+    )
 
 
 AGE_BANDS = (0, 25, 35, 45, 55, 65, 200)
@@ -445,7 +455,7 @@ def customer_segments(customers: pd.DataFrame, source: pd.DataFrame | None, key:
 
 def default_table_columns(leads: pd.DataFrame, score_column: str) -> list[str]:
     """The score first, then the lead's own columns (provenance columns are in their own table)."""
-    skip = set(scoring.PROVENANCE_COLUMNS) | {score_column}
+    skip = set(scoring.PROVENANCE_COLUMNS) | set(scoring.SIDE_FILE_PROVENANCE) | {score_column}
     return [score_column] + [c for c in leads.columns if c not in skip][:8]
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from utils import paths
-from utils.fingerprint import sha256_file  # noqa: F401  (one hashing function for the project)
+from utils.fingerprint import sha256_file
 from utils.validate import (
     CLV_SCHEMAS,
     LEADS_CATEGORICAL,

@@ -3,7 +3,8 @@
 PSI compares the share of rows in each bin between a reference (the training
 data) and the current data: sum over bins of (current - reference) * ln(current / reference).
 Numeric features are binned at the training quantiles, categorical ones by
-level, with one extra bin for levels the training data never had. Rules of
+level (levels under 1% of the training rows pooled), with one extra bin for
+levels the training data never had. Rules of
 thumb: below 0.1 stable, 0.1-0.25 worth a look, above 0.25 a real shift.
 """
 
@@ -20,6 +21,9 @@ import pandas as pd
 SHARE_FLOOR = 1e-4
 MISSING = "<missing>"
 UNSEEN = "<unseen>"
+RARE = "<rare>"
+# Training levels below this share are pooled into one bin (see psi_categorical).
+RARE_SHARE = 0.01
 STATUS_ORDER = ("ok", "warn", "fail")
 
 
@@ -64,27 +68,29 @@ def _levels(series: pd.Series) -> pd.Series:
     return series.astype("object").where(series.notna(), MISSING).astype(str)
 
 
-def psi_categorical(reference: pd.Series, current: pd.Series) -> tuple[float, float]:
-    """PSI by level and the share of current rows whose level the reference never had."""
+def psi_categorical(reference: pd.Series, current: pd.Series, rare_share: float = RARE_SHARE) -> tuple[float, float]:
+    """PSI by level and the share of current rows whose level the reference never had.
+
+    Two guards against sampling noise in long-tailed features (hundreds of cities):
+    levels seen only once in the reference go to the unseen bin on both sides, so
+    the reference's unseen share is its Good-Turing estimate of how often new
+    levels turn up; other levels rarer than ``rare_share`` share one bin. A
+    short-tailed feature has no one-off levels, so any unseen level weighs fully.
+    """
     ref_levels, cur_levels = _levels(reference), _levels(current)
-    known = set(ref_levels.unique())
-    cur_levels = cur_levels.where(cur_levels.isin(known), UNSEEN)
-    categories = sorted(known) + [UNSEEN]
-    ref_share = ref_levels.value_counts(normalize=True).reindex(categories, fill_value=0.0)
-    cur_share = cur_levels.value_counts(normalize=True).reindex(categories, fill_value=0.0)
-    return psi_from_shares(ref_share.to_numpy(), cur_share.to_numpy()), float(cur_share[UNSEEN])
-
-
-def training_reference(df: pd.DataFrame, train_share: float, date_column: str = "created_date") -> pd.DataFrame:
-    """The earliest ``train_share`` of rows by ``date_column``: the part a time-split model learned from."""
-    from utils.validate import DataContractError
-
-    if not 0 < train_share <= 1:
-        raise ValueError(f"train_share must be in (0, 1], got {train_share}")
-    if date_column not in df.columns:
-        raise DataContractError("<training table>", date_column, "missing: needed to take the time-train part")
-    ordered = df.sort_values(date_column, kind="stable")
-    return ordered.head(round(train_share * len(ordered)))
+    counts = ref_levels.value_counts()
+    never_seen = ~cur_levels.isin(set(counts.index))
+    one_off = set(counts.index[counts == 1])
+    rare = set(counts.index[(counts > 1) & (counts / max(len(ref_levels), 1) < rare_share)])
+    binned = []
+    for levels in (ref_levels, cur_levels):
+        levels = levels.where(~levels.isin(one_off) & levels.isin(set(counts.index)), UNSEEN)
+        binned.append(levels.where(~levels.isin(rare), RARE) if len(rare) > 1 else levels)
+    categories = [*sorted(set(binned[0]) - {UNSEEN}), UNSEEN]
+    ref_share, cur_share = (b.value_counts(normalize=True).reindex(categories, fill_value=0.0) for b in binned)
+    return psi_from_shares(ref_share.to_numpy(), cur_share.to_numpy()), float(never_seen.mean()) if len(
+        cur_levels
+    ) else 0.0
 
 
 def is_numeric_feature(series: pd.Series) -> bool:

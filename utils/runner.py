@@ -21,12 +21,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from utils import fingerprint, params as params_mod, paths
+from utils import fingerprint, paths
+from utils import params as params_mod
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ class PeakMemory:
             self.peak = max(self.peak, total)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._thread.start()
         return self
 
@@ -357,8 +359,6 @@ def run_pipeline(options: RunOptions) -> Path:
         for index, step in enumerate(STEPS, start=1):
             record = records[step.name]
             reusable, reason = decisions[step.name]
-            if reusable is None and any(records[d].status == "executed" for d in step.depends_on):
-                reason = reason if reason.startswith(("forced", "changed")) else "upstream re-executed"
             step_start = time.time()
             if reusable is not None:
                 reuse_step(step, run, reusable, record)
@@ -547,14 +547,14 @@ def compare_runs(run_a: str, run_b: str) -> list[str]:
         for key in changed:
             lines.append(f"    {key}: {left.get(key, '—')}  ->  {right.get(key, '—')}")
 
-    flat = lambda m: {f"{s}.{k}": v for s, ps in m.get("parameters", {}).items() for k, v in ps.items()}  # noqa: E731
+    flat = lambda m: {f"{s}.{k}": v for s, ps in m.get("parameters", {}).items() for k, v in ps.items()}
     diff("parameters", flat(a), flat(b))
     diff("code", {"git.commit": a["git"].get("commit"), "git.dirty": a["git"].get("dirty"), "lock": a.get("lock_sha256")},
          {"git.commit": b["git"].get("commit"), "git.dirty": b["git"].get("dirty"), "lock": b.get("lock_sha256")})
-    parts = lambda m, kind: {f"{s}.{k}": v for s, r in m.get("steps", {}).items() for k, v in r.get("parts", {}).items() if k.startswith(kind)}  # noqa: E731
+    parts = lambda m, kind: {f"{s}.{k}": v for s, r in m.get("steps", {}).items() for k, v in r.get("parts", {}).items() if k.startswith(kind)}
     diff("step code (notebook + utils)", {**parts(a, "notebook"), **parts(a, "utils")}, {**parts(b, "notebook"), **parts(b, "utils")})
     diff("input data", parts(a, "input:"), parts(b, "input:"))
-    data = lambda m: {k: v for k, v in m.get("outputs", {}).items() if k.startswith("data/")}  # noqa: E731
+    data = lambda m: {k: v for k, v in m.get("outputs", {}).items() if k.startswith("data/")}
     diff("data outputs (sha256)", data(a), data(b))
     diff("metrics", a["_metrics"], b["_metrics"])
     return lines

@@ -7,7 +7,6 @@ table carries the model name, version and run id as columns, and a side file
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import re
@@ -18,12 +17,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from utils.fingerprint import sha256_file
 from utils.validate import DataContractError, require_columns
 
-PROVENANCE_COLUMNS = ("model_name", "model_version", "model_run_id")
+# Per row only the model's name: its version and run id change with every registration, so they
+# live in the side file (scoring_provenance.json) and equal scores stay byte-identical across runs.
+PROVENANCE_COLUMNS = ("model_name",)
+SIDE_FILE_PROVENANCE = ("model_version", "model_run_id")
 UNSEEN_LABEL = "others"
 # Never model inputs: what a model without a signature is not fed.
-NOT_FEATURES = ("customer_id", "ref_date", "created_date", "app_complete_flag", "clv_target", *PROVENANCE_COLUMNS)
+NOT_FEATURES = ("customer_id", "ref_date", "created_date", "app_complete_flag", "clv_target", *PROVENANCE_COLUMNS,
+                *SIDE_FILE_PROVENANCE)
 # Bands for "leads by score band"; the last edge is closed so a score of exactly 1 has a band.
 DEFAULT_BAND_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -197,8 +201,6 @@ def with_provenance(df: pd.DataFrame, model: ScoringModel, score_column: str, sc
     out = df.copy()
     out[score_column] = np.asarray(scores, dtype="float64")
     out["model_name"] = model.name or ""
-    out["model_version"] = model.version or ""
-    out["model_run_id"] = model.run_id or ""
     return out
 
 
@@ -287,14 +289,6 @@ def group_summary(df: pd.DataFrame, group_column: str, value_column: str, top: i
 # --- writing -------------------------------------------------------------------------------
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_scored(df: pd.DataFrame, folder: Path, stem: str) -> dict[str, Path]:
     """Write ``<stem>.parquet`` and ``<stem>.csv``; every provenance column must be there."""
     missing = [c for c in PROVENANCE_COLUMNS if c not in df.columns]
@@ -315,8 +309,8 @@ def provenance_entry(
     entry: dict[str, Any] = dict(model.provenance())
     entry["rows"] = int(rows)
     if input_path is not None:
-        entry["input"] = {"file": Path(input_path).name, "sha256": file_sha256(Path(input_path))}
-    entry["outputs"] = {Path(p).name: file_sha256(Path(p)) for p in outputs.values()}
+        entry["input"] = {"file": Path(input_path).name, "sha256": sha256_file(Path(input_path))}
+    entry["outputs"] = {Path(p).name: sha256_file(Path(p)) for p in outputs.values()}
     entry.update(extra)
     return entry
 
