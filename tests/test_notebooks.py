@@ -35,6 +35,7 @@ def test_copy_kept_outputs_matches_by_id_then_source():
                   cell("print(x)", outputs=[stream("1\n")], cell_id="b"), cell("print(2)", outputs=[stream("2\n")]))
     result = notebooks.copy_kept_outputs(source, executed)
     assert [c["outputs"] for c in result["cells"]] == [[], [stream("1\n")], [stream("2\n")]]
+    assert [c["execution_count"] for c in result["cells"]] == [None, 3, 3]  # nbval needs it on kept cells
 
 
 def test_copy_kept_outputs_fails_when_a_kept_cell_is_missing():
