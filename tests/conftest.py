@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,22 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data folder absent: {path} (set LEAD2VALUE_SHARED_DATA)")
     return path
+
+
+@contextmanager
+def scratch_mlflow_store(root: Path, experiment: str) -> Iterator[str]:
+    """A throwaway SQLite MLflow store (tracking and registry) under root; the previous URIs come back after."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment(experiment, artifact_location=(root / "artifacts").as_uri()))
+    try:
+        yield uri
+    finally:
+        if mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous)
+        mlflow.set_registry_uri(previous)

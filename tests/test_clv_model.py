@@ -7,6 +7,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import scratch_mlflow_store
 from sklearn.base import clone
 
 from utils.clv_features import TARGET, build_clv_dataset, feature_columns
@@ -144,14 +146,8 @@ def test_importance_plot_has_labelled_axes():
 
 @pytest.fixture
 def local_mlflow(tmp_path):
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = mlflow.create_experiment("clv-test", artifact_location=(tmp_path / "artifacts").as_uri())
-    mlflow.set_experiment(experiment_id=experiment)
-    yield
-    if mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(previous)
+    with scratch_mlflow_store(tmp_path, "clv-test"):
+        yield
 
 
 def test_logged_hurdle_loads_back_as_pyfunc(local_mlflow):

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import scratch_mlflow_store
+
 from utils import scoring
 from utils.validate import DataContractError
 
@@ -42,51 +44,43 @@ def registry(tmp_path_factory):
     from sklearn.preprocessing import OneHotEncoder
 
     root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(
-        experiment_id=mlflow.create_experiment("scoring-tests", artifact_location=(root / "artifacts").as_uri())
-    )
-    train = lead_frame(400, seed=0)
-    target = (np.random.default_rng(1).random(400) < 0.2 + 0.2 * (train["first_platform_c"] == "Level0")).astype(int)
-    pipelines = {}
-    for version, trees in ((1, 5), (2, 15)):
-        pipe = make_pipeline(
-            make_column_transformer(
-                (OneHotEncoder(handle_unknown="ignore"), ["first_platform_c"]), remainder="passthrough"
-            ),
-            LGBMClassifier(n_estimators=trees, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1),
-        ).fit(train, target)
-        with mlflow.start_run():
+    with scratch_mlflow_store(root, "scoring-tests"):
+        train = lead_frame(400, seed=0)
+        target = (np.random.default_rng(1).random(400) < 0.2 + 0.2 * (train["first_platform_c"] == "Level0")).astype(int)
+        pipelines = {}
+        for version, trees in ((1, 5), (2, 15)):
+            pipe = make_pipeline(
+                make_column_transformer(
+                    (OneHotEncoder(handle_unknown="ignore"), ["first_platform_c"]), remainder="passthrough"
+                ),
+                LGBMClassifier(n_estimators=trees, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1),
+            ).fit(train, target)
+            with mlflow.start_run():
+                mlflow.sklearn.log_model(
+                    pipe,
+                    name="model",
+                    signature=infer_signature(train, pipe.predict_proba(train)),
+                    pyfunc_predict_fn="predict_proba",
+                    registered_model_name="lead_scoring",
+                    serialization_format="cloudpickle",
+                    pip_requirements=[],
+                )
+            pipelines[version] = pipe
+        clv_x = pd.DataFrame({"revenue_7d": np.linspace(0, 100, 50), "orders_7d": (np.arange(50) % 4).astype(float)})
+        clv_model = LinearRegression().fit(clv_x, 2 * clv_x["revenue_7d"] + 5)
+        with mlflow.start_run() as clv_run:
             mlflow.sklearn.log_model(
-                pipe,
+                clv_model,
                 name="model",
-                signature=infer_signature(train, pipe.predict_proba(train)),
-                pyfunc_predict_fn="predict_proba",
-                registered_model_name="lead_scoring",
+                signature=infer_signature(clv_x, clv_model.predict(clv_x)),
+                registered_model_name="clv",
                 serialization_format="cloudpickle",
                 pip_requirements=[],
             )
-        pipelines[version] = pipe
-    clv_x = pd.DataFrame({"revenue_7d": np.linspace(0, 100, 50), "orders_7d": (np.arange(50) % 4).astype(float)})
-    clv_model = LinearRegression().fit(clv_x, 2 * clv_x["revenue_7d"] + 5)
-    with mlflow.start_run() as clv_run:
-        mlflow.sklearn.log_model(
-            clv_model,
-            name="model",
-            signature=infer_signature(clv_x, clv_model.predict(clv_x)),
-            registered_model_name="clv",
-            serialization_format="cloudpickle",
-            pip_requirements=[],
-        )
-    client = MlflowClient()
-    client.set_registered_model_alias("lead_scoring", "champion", "1")
-    client.set_registered_model_alias("clv", "champion", "1")
-    yield {"pipelines": pipelines, "clv_x": clv_x, "clv_run_id": clv_run.info.run_id}
-    mlflow.set_tracking_uri(previous)
-    mlflow.set_registry_uri(previous)
+        client = MlflowClient()
+        client.set_registered_model_alias("lead_scoring", "champion", "1")
+        client.set_registered_model_alias("clv", "champion", "1")
+        yield {"pipelines": pipelines, "clv_x": clv_x, "clv_run_id": clv_run.info.run_id}
 
 
 def test_load_model_resolves_alias_to_version_and_run(registry):

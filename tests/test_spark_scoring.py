@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import scratch_mlflow_store
+
 from utils import scoring
 from utils.paths import PROJECT_ROOT
 from utils.validate import DataContractError
@@ -61,42 +63,34 @@ def models(tmp_path_factory):
     from sklearn.preprocessing import OneHotEncoder
 
     root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(
-        experiment_id=mlflow.create_experiment("spark-tests", artifact_location=(root / "artifacts").as_uri())
-    )
-    train = lead_frame(500, seed=0)
-    target = (np.random.default_rng(1).random(500) < 0.2 + 0.3 * (train["first_platform_c"] == "Level0")).astype(int)
-    encoder = make_column_transformer(
-        (OneHotEncoder(handle_unknown="ignore"), ["first_platform_c"]), remainder="passthrough"
-    )
-    classifier = make_pipeline(
-        encoder, LGBMClassifier(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)
-    ).fit(train, target)
-    regressor = make_pipeline(
-        encoder, LGBMRegressor(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)
-    ).fit(train, target * 100.0)
-    for name, model, kwargs in (
-        ("lead_scoring", classifier, {"pyfunc_predict_fn": "predict_proba"}),
-        ("clv", regressor, {}),
-    ):
-        output = model.predict_proba(train) if kwargs else model.predict(train)
-        with mlflow.start_run():
-            mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=infer_signature(train, output),
-                registered_model_name=name,
-                serialization_format="cloudpickle",
-                pip_requirements=[],
-                **kwargs,
-            )
-    yield {"lead": scoring.load_model("models:/lead_scoring/1"), "clv": scoring.load_model("models:/clv/1")}
-    mlflow.set_tracking_uri(previous)
-    mlflow.set_registry_uri(previous)
+    with scratch_mlflow_store(root, "spark-tests"):
+        train = lead_frame(500, seed=0)
+        target = (np.random.default_rng(1).random(500) < 0.2 + 0.3 * (train["first_platform_c"] == "Level0")).astype(int)
+        encoder = make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["first_platform_c"]), remainder="passthrough"
+        )
+        classifier = make_pipeline(
+            encoder, LGBMClassifier(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)
+        ).fit(train, target)
+        regressor = make_pipeline(
+            encoder, LGBMRegressor(n_estimators=20, min_child_samples=5, verbose=-1, random_state=0, n_jobs=1)
+        ).fit(train, target * 100.0)
+        for name, model, kwargs in (
+            ("lead_scoring", classifier, {"pyfunc_predict_fn": "predict_proba"}),
+            ("clv", regressor, {}),
+        ):
+            output = model.predict_proba(train) if kwargs else model.predict(train)
+            with mlflow.start_run():
+                mlflow.sklearn.log_model(
+                    model,
+                    name="model",
+                    signature=infer_signature(train, output),
+                    registered_model_name=name,
+                    serialization_format="cloudpickle",
+                    pip_requirements=[],
+                    **kwargs,
+                )
+        yield {"lead": scoring.load_model("models:/lead_scoring/1"), "clv": scoring.load_model("models:/clv/1")}
 
 
 def new_leads() -> pd.DataFrame:
