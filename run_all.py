@@ -48,13 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         with runner.run_lock():
-            last = runner.up_to_date(options)
+            planned = runner.plan(options)
+            last = runner.up_to_date(options, planned)
             if last is not None:
                 print(f"nothing to do: all {len(runner.STEPS)} steps are up to date with run {last['run_id']} "
                       f"(same notebooks, parameters, inputs, utils code and lock). "
                       f"Use --force or --force-from NN to re-execute.")
                 return 0
-            runner.run_pipeline(options)
+            runner.run_pipeline(options, planned)
     except params_mod.ParameterError as err:
         print(f"error: {err}\nnothing was run.", file=sys.stderr)
         return 2

@@ -257,6 +257,8 @@ def log_clv_model(model, X_example: pd.DataFrame) -> str:
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
+    from utils.tracking import model_requirements
+
     example = X_example.head(5)
     signature = infer_signature(example, model.predict(example))
     info = mlflow.sklearn.log_model(
@@ -265,14 +267,6 @@ def log_clv_model(model, X_example: pd.DataFrame) -> str:
         serialization_format="cloudpickle", pip_requirements=model_requirements(),
     )
     return info.model_uri
-
-
-def model_requirements() -> list[str]:
-    """Pinned requirements of a logged CLV model, from the running environment."""
-    from importlib import metadata
-
-    packages = ("mlflow", "cloudpickle", "numpy", "pandas", "scipy", "scikit-learn", "lightgbm")
-    return [f"{name}=={metadata.version(name)}" for name in packages]
 
 
 def champion_gini(champion, X: pd.DataFrame, actual) -> float | None:

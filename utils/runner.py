@@ -285,7 +285,10 @@ class RunOptions:
     progress: bool = True
 
 
-def plan(options: RunOptions) -> tuple[dict[str, dict[str, Any]], dict[str, StepRecord], list[dict]]:
+Plan = tuple[dict[str, dict[str, Any]], dict[str, StepRecord], list[dict]]
+
+
+def plan(options: RunOptions) -> Plan:
     """Check parameters and fingerprint every step, without executing anything."""
     resolved = params_mod.resolve([s.notebook for s in STEPS], options.profile, list(options.overrides))
     lock_hash = fingerprint.sha256_file(paths.LOCK_FILE)
@@ -308,11 +311,14 @@ def forced(step: str, options: RunOptions) -> bool:
     return False
 
 
-def run_pipeline(options: RunOptions) -> Path:
-    """Run (or reuse) every step; returns the run directory. Raises on failure."""
+def run_pipeline(options: RunOptions, planned: Plan | None = None) -> Path:
+    """Run (or reuse) every step; returns the run directory. Raises on failure.
+
+    ``planned`` is the result of :func:`plan` when the caller already made it.
+    """
     kernel_environment()
     started = time.time()
-    resolved, records, manifests = plan(options)
+    resolved, records, manifests = planned or plan(options)
     from utils import preflight  # reads the user's files: after the cheap parameter checks
 
     data_step = STEPS[0]
@@ -501,11 +507,11 @@ def write_status(run: Path, status: str) -> None:
     write_json(run / "status.json", {"status": status, "at": dt.datetime.now().isoformat(timespec="seconds")})
 
 
-def up_to_date(options: RunOptions) -> dict | None:
+def up_to_date(options: RunOptions, planned: Plan) -> dict | None:
     """The last successful run if every step would be reused from it (nothing to do), else None."""
     if options.force or options.force_from:
         return None
-    _, records, manifests = plan(options)
+    _, records, manifests = planned
     if not manifests:
         return None
     last = manifests[0]

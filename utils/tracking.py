@@ -108,7 +108,9 @@ def save_table(df: Any, run: Path, name: str) -> Path:
     return out
 
 
-def model_requirements(packages: tuple[str, ...] = ("scikit-learn", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")) -> list[str]:
+def model_requirements(
+    packages: tuple[str, ...] = ("mlflow", "cloudpickle", "numpy", "pandas", "scipy", "scikit-learn", "lightgbm"),
+) -> list[str]:
     """Pinned pip requirements for a logged model, read from the environment.
 
     Passing them explicitly spares MLflow its requirement inference, which loads the
