@@ -2,22 +2,25 @@
 """Reproduce every result: run the numbered notebooks in order with papermill.
 
     python run_all.py                       # full-scale run (params/base.yaml)
-    python run_all.py --profile smoke       # small data, about two minutes
+    python run_all.py --profile smoke       # small data, under a minute
     python run_all.py --set leads_path=/data/leads.csv --set n_customers=10000
     python run_all.py --force-from 04       # re-execute 04 and everything after it
     python run_all.py --compare RUN_A RUN_B # what differs between two runs
 
-Steps whose inputs, code and parameters did not change since a successful run
-are reused, not re-executed. The engine lives in utils/runner.py.
+Steps whose inputs, code and parameters did not change since a successful run are
+reused, not re-executed. The steps and datasets are declared in utils/pipeline/catalog.py,
+the run itself lives in utils/pipeline/runner.py.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from utils import params as params_mod
-from utils import runner
-from utils.validate import DataContractError
+from utils.core.contracts import DataContractError
+from utils.pipeline import catalog, compare, plan
+from utils.pipeline import params as params_mod
+from utils.pipeline.execute import StepFailed
+from utils.pipeline.lock import RunLockedError, run_lock
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -37,24 +40,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.compare:
         try:
-            print("\n".join(runner.compare_runs(*args.compare)))
+            print("\n".join(compare.compare_runs(*args.compare)))
         except FileNotFoundError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         return 0
-    options = runner.RunOptions(
+    options = plan.RunOptions(
         profile=args.profile, overrides=tuple(args.overrides), force=args.force,
         force_from=args.force_from, progress=not args.no_progress and sys.stderr.isatty(),
     )
     try:
-        with runner.run_lock():
-            planned = runner.plan(options)
-            last = runner.up_to_date(options, planned)
+        with run_lock():
+            planned = plan.make_plan(options)
+            last = plan.up_to_date(planned, options)
             if last is not None:
-                print(f"nothing to do: all {len(runner.STEPS)} steps are up to date with run {last['run_id']} "
+                print(f"nothing to do: all {len(catalog.STEPS)} steps are up to date with run {last['run_id']} "
                       f"(same notebooks, parameters, inputs, utils code and lock). "
                       f"Use --force or --force-from NN to re-execute.")
                 return 0
+            # MLflow and papermill load in a second or two: not needed for --compare or a no-op.
+            from utils.pipeline import runner
+
             runner.run_pipeline(options, planned)
     except params_mod.ParameterError as err:
         print(f"error: {err}\nnothing was run.", file=sys.stderr)
@@ -63,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: bad input: {err}\nnothing was run; earlier runs, outputs/latest and the champion aliases are unchanged.",
               file=sys.stderr)
         return 2
-    except runner.RunLockedError as err:
+    except RunLockedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
-    except runner.StepFailed as err:
+    except StepFailed as err:
         print(f"\nerror: {err}\noutputs/latest and the champion aliases are unchanged.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

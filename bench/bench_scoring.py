@@ -27,7 +27,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils import paths, scoring
+from utils.core import paths, registry, tracking
+from utils.scoring import predict as scoring
+from utils.scoring import spark as spark_scoring
 
 LEAD_CATEGORICAL = ["first_platform_c", "first_utm_medium_c", "first_utm_source_c"]
 
@@ -88,7 +90,7 @@ def stand_in_models(store: Path) -> tuple[str, str]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    from utils.clv_model import HurdleCLV, log_clv_model
+    from utils.clv.model import HurdleCLV
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -124,16 +126,14 @@ def stand_in_models(store: Path) -> tuple[str, str]:
             pip_requirements=[],
             registered_model_name="lead_scoring",
         )
-        mlflow.register_model(log_clv_model(clv, customers), "clv")
+        mlflow.register_model(tracking.log_sklearn_model(clv, customers), "clv")
     return f"models:/lead_scoring/{lead_info.registered_model_version}", "models:/clv/1"
 
 
 def registered_champions(run_dir: Path) -> tuple[str, str, pd.DataFrame, pd.DataFrame] | None:
     """Champion URIs and rows to score from ``run_dir``, or None when either is missing."""
-    from utils import tracking
-
     tracking.configure()
-    versions = {name: tracking.champion_version(name) for name in ("lead_scoring", "clv")}
+    versions = {name: registry.champion_version(name) for name in ("lead_scoring", "clv")}
     files = [run_dir / "data" / "leads_new_clean.parquet", run_dir / "data" / "clv_score.parquet"]
     if None in versions.values() or not all(f.exists() for f in files):
         return None
@@ -187,17 +187,15 @@ def bench_clv(model: scoring.ScoringModel, rows: pd.DataFrame, repeats: int) -> 
 def bench_spark(spark, model: scoring.ScoringModel, rows: pd.DataFrame, repeats: int) -> dict[str, float]:
     from pyspark.sql import functions as F
 
-    from utils import spark_scoring
-
     features = scoring.model_features(model, rows, "<bench>")
-    result_type = spark_scoring.result_type_for(model, features)
+    result_type = spark_scoring.result_type_for(model.pyfunc, features)
     frame = spark.createDataFrame(features).cache()
     frame.count()
     scored = spark_scoring.score_spark_frame(frame, model.pinned_uri, list(features.columns), result_type)
     value = F.col(spark_scoring.SCORE)[1] if result_type.startswith("array") else F.col(spark_scoring.SCORE)
     calls = {
         "spark_udf on cached Spark rows": lambda: scored.agg(F.sum(value)).collect(),
-        "pandas -> Spark -> pandas (score_table)": lambda: spark_scoring.predict_scores_spark(model, features, spark),
+        "pandas -> Spark -> pandas (score_table)": lambda: scoring.score_table(model, features, "score", engine="spark", spark=spark),
     }
     timings = time_paths(calls, max(1, repeats - 1))
     frame.unpersist()
@@ -259,8 +257,6 @@ def main() -> None:
 
 def start_spark(master: str, driver_memory: str):
     """A SparkSession, or None with the reason printed (a benchmark reports what it cannot measure)."""
-    from utils import spark_scoring
-
     try:
         spark_scoring.check_pandas_compatible()
     except (ImportError, RuntimeError) as error:

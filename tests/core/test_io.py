@@ -1,0 +1,79 @@
+"""Reading any table with a clear error, stable parquet bytes, the raw snapshot."""
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils.core import io
+from utils.core.contracts import DataContractError
+
+
+def test_unreadable_files_raise_clear_errors(tmp_path):
+    with pytest.raises(DataContractError, match="file not found"):
+        io.read_table(tmp_path / "absent.csv")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(DataContractError, match="empty file"):
+        io.read_table(tmp_path / "empty.csv")
+    (tmp_path / "blank.csv").write_text("\n\n")
+    with pytest.raises(DataContractError, match="no header"):
+        io.read_table(tmp_path / "blank.csv")
+    (tmp_path / "sheet.xlsx").write_bytes(b"PK")
+    with pytest.raises(DataContractError, match="unsupported file type"):
+        io.read_table(tmp_path / "sheet.xlsx")
+
+
+def test_non_utf8_csv_names_the_byte(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("city,n\nmünchen,1\n".encode("latin-1"))
+    with pytest.raises(DataContractError, match=r"not UTF-8 text: byte 0xfc at offset 8 \(line 2\)"):
+        io.read_table(path)
+
+
+def test_utf8_with_bom_is_read(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeffcity,n\nmünchen,1\n".encode("utf-8"))
+    assert list(io.read_table(path).columns) == ["city", "n"]
+
+
+def test_truncated_parquet_raises(tmp_path):
+    path = tmp_path / "t.parquet"
+    io.write_parquet(pd.DataFrame({"a": range(1000)}), path)
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(DataContractError, match="truncated or corrupt"):
+        io.read_table(path)
+
+
+def test_write_parquet_is_byte_stable(tmp_path):
+    frame = pd.DataFrame({"d": pd.date_range("2021-01-01", periods=3), "x": [1.5, np.nan, 2.0], "s": ["a", None, "c"]})
+    first, second = io.write_parquet(frame, tmp_path / "1.parquet"), io.write_parquet(frame, tmp_path / "2.parquet")
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_snapshot_records_hashes_rows_and_sources(tmp_path):
+    (tmp_path / "abc.txt").write_bytes(b"abc")
+    frame = pd.DataFrame({"a": [1, 2, 3]})
+    leads = io.write_parquet(frame, tmp_path / "leads_raw.parquet")
+    customers = io.write_parquet(frame, tmp_path / "clv_customers.parquet")
+    snapshot = io.snapshot({"leads_raw": (leads, str(tmp_path / "abc.txt")), "clv_customers": (customers, "synthetic")})
+    assert snapshot["leads_raw"]["rows"] == 3 and snapshot["clv_customers"]["source"] == "synthetic"
+    assert snapshot["leads_raw"]["source_sha256"] == hashlib.sha256(b"abc").hexdigest()
+    assert snapshot["clv_customers"]["sha256"] == hashlib.sha256(customers.read_bytes()).hexdigest()
+    assert "source_sha256" not in snapshot["clv_customers"]
+    with pytest.raises(FileNotFoundError):
+        io.snapshot({"absent": (tmp_path / "absent.parquet", "synthetic")})
+
+
+def test_parquet_rows_reads_the_footer_only(tmp_path):
+    path = io.write_parquet(pd.DataFrame({"a": range(7)}), tmp_path / "x.parquet")
+    assert io.parquet_rows(path) == 7
+
+
+def test_check_utf8_accepts_multibyte_characters_across_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "_CHUNK", 3)
+    path = tmp_path / "x.csv"
+    path.write_text("city\nBengaluru ಬೆಂಗಳೂರು\n", encoding="utf-8")
+    io.check_utf8(path)
+    path.write_bytes(b"city\nM\xfcnchen\n")
+    with pytest.raises(DataContractError, match="line 2"):
+        io.check_utf8(path)

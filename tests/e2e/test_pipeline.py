@@ -1,0 +1,150 @@
+"""End to end: run_all.py on the smoke profile, as a user would, in a scratch outputs folder.
+
+One module-scoped sequence of real runs (each step builds on the previous):
+a first run; a no-op rerun; a forced rerun that must be bit-identical; a run
+killed with SIGKILL mid-notebook while a second run_all.py is refused by the
+lock; and a one-parameter change that re-executes only 04 and 05.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from utils.core.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+REQUIRED_METRICS = (
+    "lead.auc_test", "lead.auc_cv", "clv.gini_test.rf", "clv.gini_test.baseline", "clv.spearman_test.rf",
+    "scoring.leads_scored", "scoring.customers_scored",
+)
+SCORED_FILES = ("leads_scored.parquet", "leads_scored.csv", "customers_scored.parquet", "customers_scored.csv")
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    return tmp_path_factory.mktemp("outputs")
+
+
+def run_all(outputs: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "run_all.py", "--profile", "smoke", "--no-progress", *args],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def latest(outputs: Path) -> Path:
+    return (outputs / "latest").resolve()
+
+
+def aliases(outputs: Path) -> dict[str, str | None]:
+    code = "import json; from utils.pipeline import promotions; print(json.dumps(promotions.MlflowRegistry().champions()))"
+    env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def manifest(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def first_run(outputs):
+    result = run_all(outputs)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return latest(outputs)
+
+
+def test_first_run_writes_metrics_scores_and_sets_champions(first_run, outputs):
+    metrics = json.loads((first_run / "metrics.json").read_text())
+    missing = [k for k in REQUIRED_METRICS if k not in metrics]
+    assert not missing, f"metrics.json lacks {missing}"
+    assert 0.5 < metrics["lead.auc_test"] < 1.0
+    assert metrics["scoring.leads_scored"] > 0 and metrics["scoring.customers_scored"] > 0
+    for name in SCORED_FILES:
+        assert (first_run / "data" / name).stat().st_size > 0, name
+    assert (first_run / "dashboard.html").exists()
+    for step in ("00_data", "01_eda", "02_cleaning", "03_lead_model", "04_clv_model", "05_scoring"):
+        assert (first_run / "notebooks" / f"{step}.ipynb").exists()
+        assert (first_run / "notebooks" / f"{step}.html").exists()
+    champions = aliases(outputs)
+    assert champions["lead_scoring"] is not None and champions["clv"] is not None
+    record = manifest(first_run)
+    assert record["status"] == "succeeded" and record["git"]["commit"]
+    assert all(s["status"] == "executed" and s["peak_rss_mb"] for s in record["steps"].values())
+
+
+def test_rerun_with_nothing_changed_does_nothing(first_run, outputs):
+    result = run_all(outputs)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do: all 6 steps are up to date" in result.stdout
+    assert latest(outputs) == first_run
+
+
+def test_forced_rerun_is_bit_identical(first_run, outputs):
+    result = run_all(outputs, "--force")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    second = latest(outputs)
+    assert second != first_run
+    assert (second / "metrics.json").read_bytes() == (first_run / "metrics.json").read_bytes()
+    for name in SCORED_FILES:
+        assert (second / "data" / name).read_bytes() == (first_run / "data" / name).read_bytes(), name
+
+
+def test_killed_run_and_concurrent_run_lose_nothing(first_run, outputs):
+    before_latest, before_aliases = latest(outputs), aliases(outputs)
+    env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    victim = subprocess.Popen(
+        [sys.executable, "run_all.py", "--profile", "smoke", "--no-progress", "--force"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    try:
+        # Wait until a notebook kernel is busy (03 trains a model), then kill everything at once.
+        deadline = time.time() + 300
+        seen = ""
+        while time.time() < deadline:
+            line = victim.stdout.readline()
+            seen += line
+            if "03_lead_model: executing" in line:
+                break
+        assert "03_lead_model: executing" in seen, seen
+        refused = run_all(outputs, "--force", timeout=60)
+        assert refused.returncode == 3 and "another run_all.py is running" in refused.stderr
+        time.sleep(2)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+    finally:
+        if victim.poll() is None:
+            os.killpg(victim.pid, signal.SIGKILL)
+    assert latest(outputs) == before_latest
+    assert aliases(outputs) == before_aliases
+    killed = [p for p in (outputs / "runs").iterdir() if (p / "status.json").exists()
+              and json.loads((p / "status.json").read_text())["status"] == "running"]
+    assert len(killed) == 1, "the killed run stays marked running, apart from the others"
+    assert (first_run / "metrics.json").exists(), "earlier runs are untouched"
+
+
+def test_one_clv_parameter_reexecutes_only_04_and_05(first_run, outputs):
+    result = run_all(outputs, "--set", "rf_n_estimators=60")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    steps = manifest(latest(outputs))["steps"]
+    executed = sorted(name for name, s in steps.items() if s["status"] == "executed")
+    assert executed == ["04_clv_model", "05_scoring"], result.stdout
+    assert "reused from" in result.stdout and "changed since" in result.stdout
+    for name, step in steps.items():
+        if step["status"] == "reused":
+            run = latest(outputs)
+            assert all((run / rel).exists() for rel in step["outputs"]), name

@@ -1,0 +1,179 @@
+"""The raw CodePro leads: reading a file into the contract's dtypes, and the checks a leads file must pass."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.helpers import assert_contract_error
+from utils.core.contracts import DataContractError
+from utils.core.io import write_parquet
+from utils.leads.schema import (
+    INTERACTION_COLUMNS,
+    LEADS_COLUMNS,
+    leads_levels,
+    read_leads,
+    validate_raw_leads,
+)
+
+
+def raw_leads_csv(path, n=6, city=("mumbai", None, "ncr")):
+    """A CSV shaped like the real export: an unnamed index column, dates as text."""
+    frame = pd.DataFrame({
+        "created_date": [f"2021-07-0{i + 1} 10:00:0{i}" for i in range(n)],
+        "city_mapped": [city[i % len(city)] for i in range(n)],
+        "first_platform_c": ["Level0"] * n, "first_utm_medium_c": ["Level2"] * n, "first_utm_source_c": ["Level7"] * n,
+        "total_leads_droppped": [1.0, 2.0, np.nan, 1.0, 1.0, 3.0][:n], "referred_lead": [0.0, 1.0, np.nan, 0, 0, 0][:n],
+        **{c: [np.nan] * n for c in INTERACTION_COLUMNS},
+        "app_complete_flag": [0, 1] * (n // 2),
+    })
+    frame.loc[0, "download_button_clicked"] = 3.0
+    frame.to_csv(path)  # index written as the unnamed first column
+    return path
+
+
+def test_read_leads_csv_gives_contract_dtypes(tmp_path):
+    leads = read_leads(raw_leads_csv(tmp_path / "leads.csv"))
+    assert list(leads.columns) == list(LEADS_COLUMNS)
+    assert leads["created_date"].dtype == "datetime64[ns]"
+    assert leads["total_leads_droppped"].dtype == "float64" and leads["1_on_1_industry_mentorship"].dtype == "float64"
+    assert leads["app_complete_flag"].dtype == "int64" and leads["city_mapped"].dtype == object
+    assert leads["city_mapped"].isna().sum() == 2 and leads["download_button_clicked"].iloc[0] == 3.0
+
+
+def test_read_leads_parquet_round_trip(tmp_path):
+    leads = read_leads(raw_leads_csv(tmp_path / "leads.csv"))
+    write_parquet(leads, tmp_path / "leads.parquet")
+    pd.testing.assert_frame_equal(read_leads(tmp_path / "leads.parquet"), leads)
+
+
+def test_all_empty_city_column_is_read_as_text(tmp_path):
+    leads = read_leads(raw_leads_csv(tmp_path / "leads.csv", city=(None,)))
+    assert leads["city_mapped"].dtype == object and leads["city_mapped"].isna().all()
+
+
+def test_read_leads_text_in_numeric_column_raises(tmp_path):
+    path = raw_leads_csv(tmp_path / "leads.csv")
+    text = path.read_text().splitlines()
+    text[1] = text[1].replace(",1.0,0.0,", ",one,0.0,", 1)
+    path.write_text("\n".join(text) + "\n")
+    with pytest.raises(DataContractError, match="column 'total_leads_droppped'.*'one'"):
+        read_leads(path)
+
+
+def test_header_only_file_reads_empty_and_fails_validation(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("," + ",".join(LEADS_COLUMNS) + "\n")
+    leads = read_leads(path)
+    assert len(leads) == 0
+    with pytest.raises(DataContractError, match="no rows"):
+        validate_raw_leads(leads, str(path))
+
+
+def test_real_leads_file_reads_and_validates(shared_data):
+    path = shared_data / "codepro" / "leads_labelled_25k.csv"
+    if not path.exists():
+        pytest.skip(f"{path} absent")
+    leads = read_leads(path)
+    assert leads.shape == (24_991, 45) and list(leads.columns) == list(LEADS_COLUMNS)
+    report = validate_raw_leads(leads, str(path))
+    assert report.counts.get("duplicate_rows") == 8
+
+
+FILE = "leads.csv"
+
+
+def leads(n=4, **overrides):
+    """A tiny raw leads frame in the contract's schema."""
+    frame = pd.DataFrame({
+        "created_date": pd.date_range("2021-07-01", periods=n, freq="D"),
+        "city_mapped": (["mumbai", "pune", None, "ncr"] * n)[:n],
+        "first_platform_c": ["Level0"] * n,
+        "first_utm_medium_c": ["Level2"] * n,
+        "first_utm_source_c": (["Level0", "Level2"] * n)[:n],
+        "total_leads_droppped": [1.0] * n,
+        "referred_lead": [0.0] * n,
+        **{c: [np.nan] * n for c in INTERACTION_COLUMNS},
+        "app_complete_flag": ([0, 1] * n)[:n],
+    })
+    for column, values in overrides.items():
+        frame[column] = values
+    return frame
+
+
+def test_valid_leads_pass_without_warnings():
+    report = validate_raw_leads(leads(), FILE, as_of=pd.Timestamp("2030-01-01"))
+    assert report.rows == 4 and report.warnings == [] and report.counts == {}
+
+
+def test_missing_column_names_file_and_column():
+    error = assert_contract_error("first_utm_source_c", validate_raw_leads,
+                                  leads().drop(columns="first_utm_source_c"), FILE)
+    assert str(error).startswith("leads.csv: column 'first_utm_source_c': missing")
+
+
+def test_text_in_numeric_column_raises():
+    error = assert_contract_error("total_leads_droppped", validate_raw_leads,
+                                  leads(total_leads_droppped=["1", "2", "three", None]), FILE)
+    assert "'three'" in str(error)
+
+
+def test_numbers_as_text_are_accepted():
+    validate_raw_leads(leads(total_leads_droppped=["1", "2.0", " 3 ", None]), FILE)
+
+
+def test_unparsable_date_raises():
+    dates = ["2021-07-01 10:00:00", "2021-07-02 10:00:00", "yesterday", "2021-07-04 10:00:00"]
+    assert_contract_error("created_date", validate_raw_leads, leads(created_date=dates), FILE)
+
+
+def test_missing_date_raises():
+    dates = ["2021-07-01 10:00:00", None, "2021-07-03 10:00:00", "2021-07-04 10:00:00"]
+    assert_contract_error("created_date", validate_raw_leads, leads(created_date=dates), FILE)
+
+
+@pytest.mark.parametrize("target", [[0, 1, 2, 1], [0, 1, np.nan, 1], [0, 1, -1, 0], ["0", "1", "yes", "0"]])
+def test_target_outside_0_1_or_missing_raises(target):
+    assert_contract_error("app_complete_flag", validate_raw_leads, leads(app_complete_flag=target), FILE)
+
+
+def test_target_not_required_for_new_leads():
+    new = leads().drop(columns="app_complete_flag")
+    assert validate_raw_leads(new, FILE, require_target=False).rows == 4
+    assert_contract_error("app_complete_flag", validate_raw_leads, new, FILE, require_target=True)
+
+
+def test_header_only_raises():
+    error = assert_contract_error(None, validate_raw_leads, leads().iloc[:0], FILE)
+    assert "no rows" in str(error)
+
+
+def test_all_null_required_column_raises():
+    assert_contract_error("first_platform_c", validate_raw_leads, leads(first_platform_c=[None] * 4), FILE)
+
+
+def test_negative_leads_dropped_raises():
+    assert_contract_error("total_leads_droppped", validate_raw_leads, leads(total_leads_droppped=[1, -2, 1, 1]), FILE)
+
+
+def test_recoverable_issues_are_counted_not_raised():
+    frame = pd.concat([leads(), leads().iloc[:1]], ignore_index=True)
+    frame["utm_campaign"] = "x"
+    frame.loc[1, "created_date"] = pd.Timestamp("2031-01-01")
+    frame.loc[2, "city_mapped"] = "atlantis"
+    known = {"city_mapped": {"mumbai", "pune", "ncr"}}
+    report = validate_raw_leads(frame, FILE, known_levels=known, as_of=pd.Timestamp("2030-01-01"))
+    assert report.counts == {"extra_columns": 1, "future_dates.created_date": 1, "duplicate_rows": 1,
+                             "unseen_levels.city_mapped": 1}
+    assert len(report.warnings) == 4 and all(w.startswith("leads.csv: ") for w in report.warnings)
+
+
+def test_leads_levels_lists_categorical_levels():
+    levels = leads_levels(leads())
+    assert levels["city_mapped"] == {"mumbai", "pune", "ncr"} and levels["first_platform_c"] == {"Level0"}
+
+
+def test_leads_column_order_is_the_raw_export():
+    assert len(LEADS_COLUMNS) == 45 and LEADS_COLUMNS[0] == "created_date"
+    assert LEADS_COLUMNS[7] == "1_on_1_industry_mentorship" and LEADS_COLUMNS[-2] == "whatsapp_chat_click"
+
+
+# --- CLV --------------------------------------------------------------------------------------

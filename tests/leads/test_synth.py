@@ -1,0 +1,149 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+from utils.leads import synth as sl
+from utils.leads.schema import INTERACTION_COLUMNS, LEADS_COLUMNS, LEADS_FEATURE_COLUMNS, validate_raw_leads
+
+
+@pytest.fixture(scope="module")
+def leads():
+    return sl.generate_leads(20_000, 7)
+
+
+def test_schema_and_dtypes_are_the_raw_export(leads):
+    assert list(leads.columns) == list(LEADS_COLUMNS)
+    assert leads["created_date"].dtype == "datetime64[ns]" and leads["app_complete_flag"].dtype == "int64"
+    assert all(leads[c].dtype == "float64" for c in ("total_leads_droppped", "referred_lead", *INTERACTION_COLUMNS))
+    assert all(leads[c].dtype == object for c in ("city_mapped", "first_platform_c"))
+    assert validate_raw_leads(leads, "synthetic", as_of=pd.Timestamp("2030-01-01")).counts == {
+        "duplicate_rows": int(leads.duplicated().sum())}
+
+
+def test_same_seed_same_frame_other_seed_other_frame():
+    pd.testing.assert_frame_equal(sl.generate_leads(2_000, 3), sl.generate_leads(2_000, 3))
+    assert not sl.generate_leads(2_000, 3).equals(sl.generate_leads(2_000, 4))
+
+
+def test_features_do_not_depend_on_with_target():
+    with_target = sl.generate_leads(1_000, 5)
+    without = sl.generate_leads(1_000, 5, with_target=False)
+    assert list(without.columns) == list(LEADS_FEATURE_COLUMNS)
+    pd.testing.assert_frame_equal(with_target[list(LEADS_FEATURE_COLUMNS)], without)
+
+
+def test_dates_stay_in_the_period(leads):
+    assert leads["created_date"].min() >= pd.Timestamp("2021-07-01")
+    assert leads["created_date"].max() < pd.Timestamp("2022-02-15")
+    assert leads["created_date"].is_monotonic_increasing
+
+
+def test_new_leads_come_after_training_without_target():
+    new = sl.generate_new_leads(3_000, 7)
+    assert len(new) == 3_000 and "app_complete_flag" not in new.columns
+    assert new["created_date"].min() >= pd.Timestamp("2022-02-15") and new["created_date"].max() < pd.Timestamp("2022-04-01")
+    train = sl.generate_leads(3_000, 7, with_target=False)
+    assert not np.array_equal(new["first_utm_medium_c"].to_numpy(), train["first_utm_medium_c"].to_numpy())
+
+
+def test_null_patterns_rates_and_duplicates(leads):
+    flags = leads[list(INTERACTION_COLUMNS)]
+    assert 0.995 < flags.isna().all(axis=1).mean() < 1.0
+    assert 0.03 < leads["city_mapped"].isna().mean() < 0.05
+    assert 0.002 < leads["total_leads_droppped"].isna().mean() < 0.006
+    assert (leads["total_leads_droppped"].isna() == leads["referred_lead"].isna()).all()
+    assert 0.47 < leads["app_complete_flag"].mean() < 0.53
+    assert 0.02 < (leads["referred_lead"] == 1).mean() < 0.05
+    assert leads.duplicated().sum() == round(20_000 * sl.DUPLICATE_RATE)
+
+
+def test_small_frames_and_bad_arguments():
+    assert len(sl.generate_leads(0, 1)) == 0 and len(sl.generate_leads(5, 1)) == 5
+    with pytest.raises(ValueError):
+        sl.generate_leads(-1, 1)
+    with pytest.raises(ValueError, match="empty date range"):
+        sl.generate_leads(10, 1, start="2022-01-02", end="2022-01-01")
+
+
+def test_conversion_depends_on_the_features_as_calibrated(leads):
+    rate = leads.groupby("first_platform_c")["app_complete_flag"].mean()
+    assert rate["Level10"] > 0.6 and rate["Level1"] < 0.15
+    referred = leads.groupby(leads["referred_lead"] == 1)["app_complete_flag"].mean()
+    assert referred[True] > referred[False] + 0.3
+    several = leads["total_leads_droppped"] >= 2
+    assert leads.loc[several, "app_complete_flag"].mean() > leads.loc[~several, "app_complete_flag"].mean() + 0.2
+
+
+def test_a_good_model_reaches_about_0_8_auc_not_more(leads):
+    import lightgbm as lgb
+
+    deduped = leads.drop_duplicates()
+    X = pd.get_dummies(deduped[["city_mapped", "first_platform_c", "first_utm_medium_c", "first_utm_source_c"]]
+                       .apply(lambda c: c.where(c.map(c.value_counts()) >= 100, "others")).fillna("missing"), dtype=float)
+    X[["dropped", "referred"]] = deduped[["total_leads_droppped", "referred_lead"]].fillna(0).to_numpy()
+    model = lgb.LGBMClassifier(learning_rate=0.2, n_estimators=90, num_leaves=40, min_child_samples=81, verbose=-1,
+                               n_jobs=1)
+    auc = cross_val_score(model, X, deduped["app_complete_flag"], scoring="roc_auc",
+                          cv=StratifiedKFold(5, shuffle=True, random_state=0)).mean()
+    assert 0.75 < auc < 0.85
+    truth = 1 / (1 + np.exp(-sl.conversion_log_odds(leads, sl.load_calibration()["model"])))
+    assert 0.8 < roc_auc_score(leads["app_complete_flag"], truth) < 0.9
+
+
+def test_full_scale_leads_have_every_row():
+    frame = sl.generate_leads(240_000, 1)  # bench/bench_generators.py times it
+    assert len(frame) == 240_000 and frame["created_date"].is_monotonic_increasing
+
+
+def test_shipped_calibration_is_compact_and_has_no_rows():
+    text = sl.CALIBRATION_FILE.read_text()
+    calibration = json.loads(text)
+    assert len(text) < 80_000
+    assert set(calibration) >= {"dates", "channels", "cities", "leads", "interactions", "model", "target_rate"}
+    assert "created_date" not in text
+
+
+def test_calibrate_from_any_raw_file(tmp_path):
+    """Calibration runs on any file in the raw schema (here: a synthetic one), and generation follows it."""
+    source = sl.generate_leads(4_000, 11)
+    source.to_csv(tmp_path / "leads.csv")
+    calibration = sl.calibrate_from_real(tmp_path / "leads.csv")
+    assert calibration["source"]["file"] == "leads.csv" and calibration["source"]["rows"] == 4_000
+    again = sl.generate_leads(5_000, 1, calibration=json.loads(json.dumps(calibration)))
+    assert list(again.columns) == list(LEADS_COLUMNS)
+    assert abs(again["app_complete_flag"].mean() - source["app_complete_flag"].mean()) < 0.04
+
+
+def test_calibration_reproduces_from_the_real_file(shared_data):
+    path = shared_data / "codepro" / "leads_labelled_25k.csv"
+    if not path.exists():
+        pytest.skip(f"{path} absent")
+    fresh = json.loads(json.dumps(sl.calibrate_from_real(path)))
+    shipped = sl.load_calibration()
+    for key in ("dates", "channels", "cities", "leads", "interactions", "target_rate", "duplicate_rate"):
+        assert fresh[key] == shipped[key], key
+    for term, table in shipped["model"].items():
+        if isinstance(table, dict) and term != "city_tiers":
+            assert table.keys() == fresh["model"][term].keys(), term
+            assert max(abs(table[k] - fresh["model"][term][k]) for k in table) <= 0.02, term
+
+
+def test_synthetic_levels_match_the_real_file(shared_data):
+    from utils.leads.schema import read_leads
+
+    path = shared_data / "codepro" / "leads_labelled_25k.csv"
+    if not path.exists():
+        pytest.skip(f"{path} absent")
+    real, synthetic = read_leads(path), sl.generate_leads(50_000, 3)
+    for column in ("first_platform_c", "first_utm_medium_c", "first_utm_source_c", "city_mapped", "total_leads_droppped"):
+        top = real[column].value_counts(normalize=True).head(6)
+        share = synthetic[column].value_counts(normalize=True).reindex(top.index)
+        assert (share - top).abs().max() < 0.015, column
+    top_platforms = real["first_platform_c"].value_counts().index[:5]
+    real_rate = real.groupby("first_platform_c")["app_complete_flag"].mean()[top_platforms]
+    synthetic_rate = synthetic.groupby("first_platform_c")["app_complete_flag"].mean()[top_platforms]
+    assert (real_rate - synthetic_rate).abs().max() < 0.06

@@ -1,0 +1,38 @@
+import pytest
+
+from utils.pipeline import catalog
+
+
+def test_the_shipped_catalog_is_consistent():
+    catalog.check()
+    assert [s.name for s in catalog.STEPS] == ["00_data", "01_eda", "02_cleaning", "03_lead_model", "04_clv_model",
+                                                "05_scoring"]
+    assert all(s.notebook.is_file() for s in catalog.STEPS)
+
+
+def test_upstream_steps_are_derived_from_what_a_step_reads():
+    assert catalog.upstream("00_data") == ()
+    assert catalog.upstream("03_lead_model") == ("02_cleaning",)
+    assert catalog.upstream("05_scoring") == ("00_data", "02_cleaning", "03_lead_model", "04_clv_model")
+    assert catalog.ancestors("03_lead_model") == ("00_data", "02_cleaning")
+
+
+def test_produces_and_locations(tmp_path):
+    assert [d.name for d in catalog.produces("04_clv_model")] == ["clv_model"]
+    scored = catalog.dataset("leads_scored")
+    assert scored.files(tmp_path) == [tmp_path / "data" / "leads_scored.parquet", tmp_path / "data" / "leads_scored.csv"]
+    assert [d.model for d in catalog.GATE_DATASETS] == ["lead_scoring", "clv"]
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(catalog.CatalogError, match="no dataset 'leads_cleen'.*leads_clean"):
+        catalog.dataset("leads_cleen")
+    with pytest.raises(catalog.CatalogError, match="no step '07_x'"):
+        catalog.step("07_x")
+
+
+def test_check_refuses_a_read_of_a_later_step(monkeypatch):
+    broken = (catalog.Step("00_data", "x", ("leads_clean",)), *catalog.STEPS[1:])
+    monkeypatch.setattr(catalog, "STEPS", broken)
+    with pytest.raises(ValueError, match="00_data reads leads_clean, which 02_cleaning produces later"):
+        catalog.check()

@@ -1,0 +1,161 @@
+"""How well a CLV prediction ranks and sizes customers' future revenue.
+
+Ranking is what a CLV model is used for (whom to court first), so the headline is the
+normalized Gini; Spearman, top-decile capture and the decile table say the same thing
+from other angles, RMSE and MAE judge the amounts.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+
+def gini(actual, predicted) -> float:
+    """Gini of ``actual`` ordered by ``predicted`` (descending): area between Lorenz curve and diagonal.
+
+    Tied predictions are treated as one block whose members arrive in random order (the
+    expected Lorenz curve), so a constant prediction scores exactly 0 whatever the row order.
+    """
+    actual, predicted = _arrays(actual, predicted)
+    total = actual.sum()
+    if total == 0:
+        raise ValueError("gini: actual values sum to 0, the Lorenz curve is undefined")
+    order = np.argsort(-predicted, kind="stable")
+    actual, predicted = actual[order], predicted[order]
+    # Blocks of equal predictions: within a block of k rows holding share s after a
+    # cumulative share c0, the expected cumulative shares sum to k*c0 + s*(k+1)/2.
+    starts = np.r_[0, np.flatnonzero(np.diff(predicted)) + 1]
+    sizes = np.diff(np.r_[starts, len(actual)])
+    block_share = np.add.reduceat(actual, starts) / total
+    before = np.r_[0.0, np.cumsum(block_share)[:-1]]
+    area = np.sum(sizes * before + block_share * (sizes + 1) / 2)
+    n = len(actual)
+    return float(area / n - (n + 1) / (2 * n))
+
+
+def normalized_gini(actual, predicted) -> float:
+    """gini(actual, predicted) / gini(actual, actual): 1 = perfect ranking, 0 = none, -1 = reversed."""
+    best = gini(actual, actual)
+    if best == 0:
+        raise ValueError("normalized_gini: every actual value is the same, nothing to rank")
+    return gini(actual, predicted) / best
+
+
+def spearman(actual, predicted) -> float:
+    """Spearman rank correlation; 0.0 for a constant prediction (it ranks no one)."""
+    actual, predicted = _arrays(actual, predicted)
+    if np.all(predicted == predicted[0]) or np.all(actual == actual[0]):
+        return 0.0
+    return float(spearmanr(actual, predicted).statistic)
+
+
+def top_decile_capture(actual, predicted, share: float = 0.1) -> float:
+    """Share of total actual revenue held by the top ``share`` of customers by prediction.
+
+    Ties at the cut count pro rata (a constant prediction captures exactly ``share``).
+    """
+    actual, predicted = _arrays(actual, predicted)
+    total = actual.sum()
+    if total == 0:
+        raise ValueError("top_decile_capture: actual values sum to 0")
+    k = share * len(actual)
+    captured = 0.0
+    for value in np.unique(predicted)[::-1]:
+        block = actual[predicted == value]
+        take = min(len(block), k)
+        captured += block.mean() * take
+        k -= take
+        if k <= 0:
+            break
+    return float(captured / total)
+
+
+def rmse(actual, predicted) -> float:
+    actual, predicted = _arrays(actual, predicted)
+    return float(np.sqrt(np.mean((actual - predicted) ** 2)))
+
+
+def mae(actual, predicted) -> float:
+    actual, predicted = _arrays(actual, predicted)
+    return float(np.mean(np.abs(actual - predicted)))
+
+
+def clv_metrics(actual, predicted) -> dict[str, float]:
+    """Every headline metric at once: gini, spearman, top_decile_capture, rmse, mae."""
+    return {
+        "gini": normalized_gini(actual, predicted),
+        "spearman": spearman(actual, predicted),
+        "top_decile_capture": top_decile_capture(actual, predicted),
+        "rmse": rmse(actual, predicted),
+        "mae": mae(actual, predicted),
+    }
+
+
+def decile_table(actual, predicted, n_bins: int = 10) -> pd.DataFrame:
+    """Mean predicted vs mean actual by predicted decile (1 = highest predictions).
+
+    Rows are ranked by prediction (ties by position) and cut into equal-sized groups, so
+    a constant prediction still yields ten groups, each with about the overall mean.
+    """
+    actual, predicted = _arrays(actual, predicted)
+    if len(actual) < n_bins:
+        raise ValueError(f"decile_table: {len(actual)} rows cannot fill {n_bins} groups")
+    rank = np.empty(len(predicted), dtype=int)
+    rank[np.argsort(-predicted, kind="stable")] = np.arange(len(predicted))
+    frame = pd.DataFrame({"decile": rank * n_bins // len(predicted) + 1, "predicted": predicted, "actual": actual})
+    table = frame.groupby("decile").agg(
+        customers=("actual", "size"), mean_predicted=("predicted", "mean"),
+        mean_actual=("actual", "mean"), total_actual=("actual", "sum"),
+    ).reset_index()
+    table["share_of_actual"] = table["total_actual"] / actual.sum() if actual.sum() else np.nan
+    return table
+
+
+def _arrays(actual, predicted) -> tuple[np.ndarray, np.ndarray]:
+    actual = np.asarray(actual, dtype="float64").ravel()
+    predicted = np.asarray(predicted, dtype="float64").ravel()
+    if actual.shape != predicted.shape:
+        raise ValueError(f"actual has {actual.size} values, predicted {predicted.size}")
+    if actual.size == 0:
+        raise ValueError("no values to score")
+    if np.isnan(actual).any() or np.isnan(predicted).any():
+        raise ValueError("actual or predicted holds NaN")
+    return actual, predicted
+
+
+def metrics_table(actual, predictions: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per model, one column per metric (see :func:`clv_metrics`)."""
+    rows = [{"model": name, **clv_metrics(actual, predicted)} for name, predicted in predictions.items()]
+    return pd.DataFrame(rows)
+
+
+def tracking_keys(table: pd.DataFrame, prefix: str = "clv") -> dict[str, float]:
+    """Flat metric keys for tracking: ``clv.gini_test.<model>``, ``clv.top_decile_capture.<model>`` ..."""
+    names = {"gini": "gini_test", "spearman": "spearman_test", "top_decile_capture": "top_decile_capture",
+             "rmse": "rmse_test", "mae": "mae_test"}
+    return {f"{prefix}.{key}.{row['model']}": float(row[metric])
+            for _, row in table.iterrows() for metric, key in names.items()}
+
+
+def plot_deciles(tables: dict[str, pd.DataFrame], predicted_of: str | None = None):
+    """Mean actual revenue by predicted decile, one line per model (from :func:`decile_table`).
+
+    ``predicted_of`` adds that model's mean prediction as a dashed line: where it
+    parts from its actuals, the amounts (not the ranking) are off.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, table in tables.items():
+        ax.plot(table["decile"], table["mean_actual"], marker="o", label=f"{name}: mean actual")
+    if predicted_of is not None:
+        table = tables[predicted_of]
+        ax.plot(table["decile"], table["mean_predicted"], linestyle="--", color="grey",
+                label=f"{predicted_of}: mean predicted")
+    ax.set_xticks(range(1, len(next(iter(tables.values()))) + 1))
+    ax.set_xlabel("predicted decile (1 = highest predicted value)")
+    ax.set_ylabel("revenue in the horizon per customer (currency units)")
+    ax.set_title("Test customers by predicted decile: who really spent")
+    ax.legend()
+    fig.tight_layout()
+    return fig

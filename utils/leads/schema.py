@@ -1,0 +1,143 @@
+"""The raw CodePro leads: their columns, how a file is read into the contract's dtypes,
+and the checks a leads file must pass.
+
+The export has 45 columns (44 without the target): when and through which channel a
+lead came, its city, how many times it dropped its details (``total_leads_droppped``,
+the source's spelling), whether it was referred, and 37 website interaction flags.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from utils.core.contracts import (
+    ContractReport,
+    DataContractError,
+    as_datetime,
+    as_number,
+    require_columns,
+    require_not_all_null,
+    require_rows,
+    warn_extra_columns,
+    warn_future,
+)
+from utils.core.io import read_table
+
+LEADS_TARGET = "app_complete_flag"
+LEADS_CATEGORICAL = ("city_mapped", "first_platform_c", "first_utm_medium_c", "first_utm_source_c")
+INTERACTION_COLUMNS = (
+    "1_on_1_industry_mentorship", "call_us_button_clicked", "career_assistance", "career_coach",
+    "career_impact", "careers", "chat_clicked", "companies", "download_button_clicked",
+    "download_syllabus", "emi_partner_click", "emi_plans_clicked", "fee_component_click",
+    "hiring_partners", "homepage_upgrad_support_number_clicked", "industry_projects_case_studies",
+    "live_chat_button_clicked", "payment_amount_toggle_mover", "placement_support",
+    "placement_support_banner_tab_clicked", "program_structure", "programme_curriculum",
+    "programme_faculty", "request_callback_on_instant_customer_support_cta_clicked",
+    "shorts_entry_click", "social_referral_click", "specialisation_tab_clicked", "specializations",
+    "specilization_click", "syllabus", "syllabus_expand", "syllabus_submodule_expand",
+    "tab_career_assistance", "tab_job_opportunities", "tab_student_support", "view_programs_page",
+    "whatsapp_chat_click",
+)
+# The raw CodePro export, in its order (the misspelt "droppped" is the source's name).
+LEADS_FEATURE_COLUMNS = (
+    "created_date", *LEADS_CATEGORICAL, "total_leads_droppped", "referred_lead", *INTERACTION_COLUMNS,
+)
+LEADS_COLUMNS = (*LEADS_FEATURE_COLUMNS, LEADS_TARGET)
+LEADS_NUMERIC = ("total_leads_droppped", "referred_lead", *INTERACTION_COLUMNS)
+# Empty everywhere means a broken export; the interaction flags are legitimately almost all empty.
+LEADS_NON_EMPTY = ("created_date", "first_platform_c", "first_utm_medium_c", "first_utm_source_c",
+                   "total_leads_droppped", "referred_lead")
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_leads(path: str | Path) -> pd.DataFrame:
+    """Raw CodePro leads (CSV with its unnamed index column, or parquet) in the contract's dtypes."""
+    frame = read_table(path)
+    first = str(frame.columns[0]) if len(frame.columns) else ""
+    if first.startswith("Unnamed: 0") or first in ("", "index"):
+        frame = frame.drop(columns=frame.columns[0])
+    return coerce_leads(frame, str(path))
+
+
+def coerce_leads(frame: pd.DataFrame, file: str) -> pd.DataFrame:
+    """created_date -> datetime64[ns], flags -> float64, levels -> object, target -> int64 (when complete)."""
+    out = frame.copy()
+    if "created_date" in out.columns:
+        out["created_date"] = as_datetime(out["created_date"], file, "created_date")
+    for column in LEADS_NUMERIC:
+        if column in out.columns:
+            out[column] = as_number(out[column], file, column)
+    for column in LEADS_CATEGORICAL:
+        if column in out.columns:
+            # An all-empty column is read as float; levels are text.
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+    if LEADS_TARGET in out.columns:
+        target = as_number(out[LEADS_TARGET], file, LEADS_TARGET)
+        complete = target.notna().all() and (target % 1 == 0).all()
+        out[LEADS_TARGET] = target.astype("int64") if complete else target
+    return out
+
+
+# --- CodePro leads ----------------------------------------------------------------------------
+
+
+def validate_raw_leads(
+    df: pd.DataFrame,
+    file: str,
+    require_target: bool = True,
+    known_levels: Mapping[str, Iterable[str]] | None = None,
+    as_of: pd.Timestamp | None = None,
+) -> ContractReport:
+    """Check a raw CodePro leads frame (45 columns, or 44 without the target).
+
+    ``known_levels`` maps a categorical column to the levels seen in training: new
+    leads with other levels are counted, not rejected (cleaning maps them to
+    "others" / tier 3).
+    """
+    report = ContractReport(str(file), rows=len(df))
+    require_rows(df, file)
+    require_columns(df, LEADS_FEATURE_COLUMNS + ((LEADS_TARGET,) if require_target else ()), file)
+    require_not_all_null(df, LEADS_NON_EMPTY, file)
+    created = as_datetime(df["created_date"], file, "created_date")
+    if created.isna().any():
+        raise DataContractError(file, "created_date", f"{int(created.isna().sum())} row(s) have no date")
+    numbers = {c: as_number(df[c], file, c) for c in LEADS_NUMERIC}
+    negative = int((numbers["total_leads_droppped"] < 0).sum())
+    if negative:
+        raise DataContractError(file, "total_leads_droppped", f"{negative} negative count(s)")
+    if LEADS_TARGET in df.columns:
+        _check_target(df[LEADS_TARGET], file, required=require_target)
+    odd_referred = int((~numbers["referred_lead"].isin([0.0, 1.0]) & numbers["referred_lead"].notna()).sum())
+    report.warn("referred_lead_not_binary", odd_referred, f"column 'referred_lead': {odd_referred} value(s) not 0/1")
+    report.warn("no_city", int(df["city_mapped"].isna().all()) * len(df), "column 'city_mapped': empty in every row")
+    warn_extra_columns(report, df, LEADS_COLUMNS)
+    warn_future(report, created, "created_date", as_of)
+    duplicates = int(df.duplicated().sum())
+    report.warn("duplicate_rows", duplicates, f"{duplicates} exact duplicate row(s) (cleaning drops them)")
+    for column, levels in (known_levels or {}).items():
+        values = df[column].dropna()
+        unseen = values[~values.isin(set(levels))]
+        report.warn(f"unseen_levels.{column}", len(unseen),
+                    f"column '{column}': {len(unseen)} row(s) with {unseen.nunique()} level(s) unseen in training")
+    return report
+
+
+def _check_target(values: pd.Series, file: str, required: bool) -> None:
+    target = as_number(values, file, LEADS_TARGET)
+    if target.isna().all() and not required:
+        return
+    if target.isna().any():
+        raise DataContractError(file, LEADS_TARGET, f"{int(target.isna().sum())} row(s) have no target")
+    outside = ~target.isin([0.0, 1.0])
+    if outside.any():
+        raise DataContractError(file, LEADS_TARGET, f"{int(outside.sum())} value(s) outside {{0, 1}}, "
+                                                    f"e.g. {values[outside].iloc[0]!r}")
+
+
+def leads_levels(df: pd.DataFrame) -> dict[str, set]:
+    """The categorical levels of a leads frame, to flag unseen ones in new leads."""
+    return {c: set(df[c].dropna().unique()) for c in LEADS_CATEGORICAL}

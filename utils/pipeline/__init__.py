@@ -1,0 +1,1 @@
+"""Running the notebooks: the catalog, the step context, parameters, fingerprints, the runner and its parts."""

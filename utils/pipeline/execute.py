@@ -1,0 +1,116 @@
+"""Executing one notebook step: papermill into ``<run>/notebooks/``, an HTML copy, peak memory.
+
+The runner talks to an :class:`Executor`; :class:`PapermillExecutor` is the real one,
+and the unit tests of the runner's decisions use a fake that writes the step's datasets
+directly, so reuse, failure and promotion rules are tested in seconds.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import psutil
+
+from utils.core import paths
+from utils.pipeline.catalog import Step
+
+
+class StepFailed(RuntimeError):
+    """A notebook stopped; the message names the step, the failing cell and the executed copy."""
+
+    def __init__(self, step: str, message: str, executed_copy: Path | None = None):
+        self.step, self.executed_copy = step, executed_copy
+        super().__init__(message)
+
+
+class Executor(Protocol):
+    def execute(self, step: Step, run: Path, parameters: dict[str, Any], progress: bool) -> float | None:
+        """Run the step into ``run``; return its peak memory in MB (None if not measured). Raise StepFailed."""
+
+
+class PeakMemory:
+    """Samples the RSS of this process's children (the notebook kernel) while a step runs."""
+
+    def __init__(self, interval: float = 0.25):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def kernel_environment() -> None:
+    """Pin what makes numbers move between runs (thread counts, hashing) and put the project on the path."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "2")
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    # Notebooks import `utils` from the project root whatever directory the kernel starts in.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(paths.PROJECT_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+
+
+def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bool = False) -> Path:
+    """Execute the step's notebook with papermill into ``<run>/notebooks/<step>.ipynb`` (and ``.html``)."""
+    # papermill and nbconvert are only needed to execute notebooks, not inside one: imported here.
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    kernel_environment()
+    out = Path(run) / "notebooks" / f"{step.name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(
+            str(step.notebook), str(out), parameters=parameters, kernel_name="python3",
+            progress_bar=progress, cwd=str(paths.PROJECT_ROOT), log_output=False,
+        )
+    except PapermillExecutionError as err:
+        first_line = next((line for line in err.source.splitlines() if line.strip()), "")
+        raise StepFailed(
+            step.name,
+            f"{step.name} failed in cell {err.exec_count}: `{first_line.strip()}`\n"
+            f"    {err.ename}: {err.evalue}\n    executed copy: {out}",
+            out,
+        ) from None
+    finally:
+        if out.exists():
+            export_html(out)
+    return out
+
+
+def export_html(notebook: Path) -> Path:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    out = notebook.with_suffix(".html")
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+class PapermillExecutor:
+    """The real executor: one notebook kernel per step, its peak memory sampled."""
+
+    def execute(self, step: Step, run: Path, parameters: dict[str, Any], progress: bool) -> float | None:
+        with PeakMemory() as memory:
+            run_notebook(step, run, parameters, progress)
+        return round(memory.peak / 1e6, 1)

@@ -1,0 +1,169 @@
+"""The step context: everything a notebook needs from the pipeline, in a handful of calls.
+
+    step = open_step("03_lead_model", globals())   # after the parameters cell
+    leads = step.load("leads_clean")                # a catalog dataset, by name
+    step.save_table(gains, "lead_gains_by_decile")  # tables/, logged to MLflow
+    step.save_figure(fig, "lead_gains")             # figures/, logged to MLflow
+    step.record_metrics({"lead.auc_test": auc})     # metrics/<step>.json and MLflow
+    step.close()                                    # ends the MLflow run, returns the versions table
+
+``open_step`` reads the notebook's parameters from its namespace, logs every one of them
+to MLflow once, and resumes the child run ``run_all.py`` made (or, for a notebook run by
+hand, starts a run of its own, tagged interactive). Under ``run_all.py`` a missing input
+names the notebook that makes it. Run by hand (JupyterLab "Run All"), a missing input of
+the interactive run folder is built first by executing the upstream notebooks there
+with their own defaults, and the notebook says so.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import mlflow
+import pandas as pd
+
+from utils.core import env, paths, registry, tracking
+from utils.core.files import read_json, write_json
+from utils.core.io import write_parquet
+from utils.pipeline import catalog, execute
+from utils.pipeline.params import RUNNER_PARAMETERS, declared_parameters
+
+
+class StepContext:
+    """One notebook step's run folder, MLflow run and catalog access."""
+
+    def __init__(self, step: catalog.Step, run: Path, params: dict[str, Any], interactive: bool):
+        self.step, self.run, self.params, self.interactive = step, Path(run), params, interactive
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        active = mlflow.active_run()
+        return active.info.run_id if active is not None else None
+
+    # -- datasets -----------------------------------------------------------------------------
+
+    def _declared(self, name: str, writing: bool) -> catalog.Dataset:
+        ds = catalog.dataset(name)
+        if writing and ds.step != self.name:
+            raise catalog.CatalogError(f"{self.name} cannot write '{name}': the catalog says {ds.step} produces it")
+        if not writing and ds.step != self.name and name not in self.step.reads:
+            raise catalog.CatalogError(f"{self.name} does not declare '{name}' as an input; add it to the step's "
+                                       f"reads in utils/pipeline/catalog.py")
+        return ds
+
+    def path(self, name: str) -> Path:
+        """The file of a dataset this step reads or writes, in this run folder."""
+        return self._declared(name, writing=False).location(self.run)
+
+    def files(self, name: str) -> list[Path]:
+        """Every file of a dataset in this run folder (a parquet table and its CSV twin)."""
+        return self._declared(name, writing=False).files(self.run)
+
+    def load(self, name: str) -> Any:
+        """A dataset this step reads: a DataFrame (parquet, csv), a dict (json) or text (html)."""
+        ds = self._declared(name, writing=False)
+        location = ds.location(self.run)
+        if not location.exists():
+            if not self.interactive:
+                raise FileNotFoundError(f"{location} is missing: {ds.step} makes it; run it first with the same "
+                                        f"run_dir (or run `python run_all.py`)")
+            build_upstream(ds, self.run)
+        if ds.format == "parquet":
+            return pd.read_parquet(location)
+        if ds.format == "csv":
+            return pd.read_csv(location)
+        if ds.format == "json":
+            return read_json(location)
+        return location.read_text(encoding="utf-8")
+
+    def save(self, name: str, obj: Any) -> Path:
+        """Write a dataset this step produces, in the catalog's format; returns its main file."""
+        ds = self._declared(name, writing=True)
+        location = ds.location(self.run)
+        location.parent.mkdir(parents=True, exist_ok=True)
+        if ds.format == "parquet":
+            write_parquet(obj, location)
+            if ds.csv_copy:
+                obj.to_csv(location.with_suffix(".csv"), index=False)
+        elif ds.format == "csv":
+            obj.to_csv(location, index=False)
+        elif ds.format == "json":
+            write_json(location, obj)
+        else:
+            location.write_text(obj, encoding="utf-8")
+        if ds.format in ("json", "html") and mlflow.active_run() is not None:
+            mlflow.log_artifact(str(location))
+        return location
+
+    # -- results ------------------------------------------------------------------------------
+
+    def save_table(self, df: pd.DataFrame, name: str) -> Path:
+        return tracking.save_table(df, self.run / "tables", name)
+
+    def save_figure(self, fig: Any, name: str) -> Path:
+        return tracking.save_figure(fig, self.run / "figures", name)
+
+    def record_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        return tracking.write_metrics(self.run / "metrics" / f"{self.name}.json", metrics)
+
+    # -- models -------------------------------------------------------------------------------
+
+    def register_candidate(self, dataset: str, model_uri: str, score: float, champion_score: float | None,
+                           metric: str, higher_is_better: bool = True, champion_note: str | None = None) -> dict:
+        """Register the model and record the gate decision as this step's gate dataset (see core.registry)."""
+        ds = self._declared(dataset, writing=True)
+        decision = registry.register_candidate(model_uri, ds.model, ds.location(self.run), score, champion_score,
+                                               metric, higher_is_better, champion_note)
+        if self.interactive:
+            mlflow.MlflowClient().set_model_version_tag(ds.model, decision["version"], "lead2value.interactive", "true")
+        return decision
+
+    def serving_model_uri(self, dataset: str) -> str:
+        """The version this run serves for a gate dataset it reads: the one its gate chose, else the champion."""
+        ds = self._declared(dataset, writing=False)
+        return registry.serving_model_uri(ds.model, ds.location(self.run))
+
+    def close(self) -> pd.DataFrame:
+        """End the step's MLflow run; returns the versions this ran on (the notebook's last output)."""
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        return env.versions_table()
+
+
+def open_step(name: str, namespace: dict[str, Any]) -> StepContext:
+    """The context of step ``name``, with the parameters the notebook's ``parameters`` cell declared."""
+    step = catalog.step(name)
+    declared = declared_parameters(step.notebook)
+    params = {key: namespace[key] for key in declared if key in namespace}
+    run = paths.run_dir(params.get("run_dir", ""))
+    mlflow_run_id = params.get("mlflow_run_id", "")
+    interactive = not mlflow_run_id
+    tracking.configure()
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    if interactive:
+        mlflow.start_run(run_name=f"{name} (interactive)",
+                         tags={"lead2value.step": name, "lead2value.interactive": "true"})
+    else:
+        mlflow.start_run(run_id=mlflow_run_id)
+    mlflow.log_params({key: value if value != "" else "-" for key, value in params.items()
+                       if key not in RUNNER_PARAMETERS})
+    # Importing pycaret switches matplotlib to fonts this machine may lack; one that ships with matplotlib.
+    matplotlib.rcParams["font.family"] = "DejaVu Sans"
+    return StepContext(step, run, params, interactive)
+
+
+def build_upstream(ds: catalog.Dataset, run: Path) -> None:
+    """Execute, in ``run``, the steps that make ``ds`` and whatever of theirs is missing (defaults)."""
+    needed = [name for name in (*catalog.ancestors(ds.step), ds.step)
+              if any(not d.location(run).exists() for d in catalog.produces(name))]
+    print(f"{ds.name} is not in {run} yet: running {', '.join(needed)} there first, with their own defaults ...",
+          flush=True)
+    for name in needed:
+        execute.run_notebook(catalog.step(name), run, {"run_dir": str(run)})
+        print(f"    {name} done", flush=True)

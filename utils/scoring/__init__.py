@@ -1,0 +1,1 @@
+"""Serving the registered models: predictions (pandas or Spark), summaries, drift monitoring, the dashboard."""
