@@ -109,6 +109,53 @@ def test_shipped_calibration_is_compact_and_has_no_rows():
     assert "created_date" not in text
 
 
+def test_months_after_the_cutoff_repeat_the_last_calibrated_month():
+    calibration = sl.load_calibration()
+    last = pd.Period(max(calibration["model"]["month"]), "M")
+    leads = sl.generate_leads(40_000, 5, start=str(last.start_time.date()), end="2022-03-31", with_target=False)
+    in_last = leads["created_date"].dt.to_period("M") == last
+    # Same conversion model: a lead moved to a later month keeps its log-odds.
+    moved = leads[in_last].assign(created_date=leads.loc[in_last, "created_date"] + pd.DateOffset(months=3))
+    np.testing.assert_array_equal(sl.conversion_log_odds(moved, calibration["model"]),
+                                  sl.conversion_log_odds(leads[in_last], calibration["model"]))
+    # Same channel mix, and the same volume per day as the last calibrated month.
+    mix = [leads.loc[rows, "first_platform_c"].value_counts(normalize=True) for rows in (in_last, ~in_last)]
+    assert (mix[0] - mix[1]).abs().max() < 0.015
+    per_day = in_last.sum() / last.days_in_month, (~in_last).sum() / (pd.Timestamp("2022-03-31") - last.end_time).days
+    assert abs(per_day[1] / per_day[0] - 1) < 0.05
+
+
+def test_calibration_never_reads_a_row_past_its_cutoff(tmp_path):
+    """Rows created on or after the cut-off are poisoned: reading any of their values would crash
+    (text in numeric columns) or change the constants (unknown levels). The calibration equals the
+    one from a file holding only the rows before the cut-off."""
+    from utils.validate import DataContractError
+
+    cutoff = "2021-12-01"
+    leads = sl.generate_leads(4_000, 11)
+    before = leads[leads["created_date"] < pd.Timestamp(cutoff)]
+    assert 0 < len(before) < len(leads)
+    leads[before.columns.difference(["created_date"])] = leads[before.columns.difference(["created_date"])].astype(object)
+    late = leads["created_date"] >= pd.Timestamp(cutoff)
+    for column in ("first_platform_c", "first_utm_medium_c", "first_utm_source_c", "city_mapped"):
+        leads.loc[late, column] = "POISON"
+    for column in ("total_leads_droppped", "referred_lead", "app_complete_flag", *INTERACTION_COLUMNS):
+        leads.loc[late, column] = "POISON"
+    leads.to_csv(tmp_path / "poisoned.csv")
+    before.to_csv(tmp_path / "before.csv")
+    with pytest.raises(DataContractError):  # the poison is live: without the cut-off it is read
+        sl.calibrate_from_real(tmp_path / "poisoned.csv")
+
+    poisoned = json.loads(json.dumps(sl.calibrate_from_real(tmp_path / "poisoned.csv", cutoff=cutoff)))
+    clean = json.loads(json.dumps(sl.calibrate_from_real(tmp_path / "before.csv", cutoff=cutoff)))
+    assert "POISON" not in json.dumps(poisoned)
+    assert poisoned["source"]["cutoff"] == cutoff and poisoned["source"]["rows"] == len(before)
+    assert poisoned["dates"]["end"] < cutoff and max(poisoned["model"]["month"]) == "2021-11"
+    for calibration in (poisoned, clean):
+        del calibration["source"]["file"], calibration["source"]["sha256"]  # the files differ, not the rows read
+    assert poisoned == clean
+
+
 def test_calibrate_from_any_raw_file(tmp_path):
     """Calibration runs on any file in the raw schema (here: a synthetic one), and generation follows it."""
     source = sl.generate_leads(4_000, 11)

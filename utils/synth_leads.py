@@ -31,6 +31,13 @@ from utils.paths import RESOURCES_DIR
 from utils.validate import INTERACTION_COLUMNS, LEADS_COLUMNS, LEADS_FEATURE_COLUMNS, LEADS_TARGET
 
 CALIBRATION_FILE = RESOURCES_DIR / "codepro_leads_calibration.json"
+# The shipped constants read only real leads created before this date (see the module docstring):
+# every holdout that judges models on the real file starts after it.
+CALIBRATION_CUTOFF = "2021-12-01"
+ABOUT = ("Calibration constants for utils/synth_leads.py, derived by calibrate_from_real() from the real "
+         "CodePro sample, reading only leads created before source.cutoff (every real holdout starts after it; "
+         "later months repeat the last calibrated month's volume, channel mix and drift); "
+         "counts and shares only, no rows.")
 TRAIN_START, TRAIN_END = "2021-07-01", "2022-02-14"
 NEW_START, NEW_END = "2022-02-15", "2022-03-31"
 # Full file: 240,000 raw rows, 238,964 after dropping exact duplicates.
@@ -109,18 +116,25 @@ def conversion_log_odds(frame: pd.DataFrame, model: dict) -> np.ndarray:
 # --- calibration (run once on the real file) --------------------------------------------------
 
 
-def calibrate_from_real(path: str | Path, city_tiers_path: str | Path | None = None) -> dict:
+def calibrate_from_real(path: str | Path, city_tiers_path: str | Path | None = None,
+                        cutoff: str | pd.Timestamp | None = None) -> dict:
     """Derive the generator's constants from a real raw leads file (CSV or parquet).
 
-    One-off: ``calibrate_from_real(".../leads_labelled_25k.csv")`` was run and its result
-    saved with :func:`save_calibration`. ``city_tiers_path`` (default: city_tier_mapping.csv
-    beside the file) gives each frequent city its tier; other cities count as tier 3.
-    Frequencies are rounded counts and shares, log-odds are rounded to 2 decimals.
+    One-off: ``calibrate_from_real(".../leads_labelled_25k.csv", cutoff=CALIBRATION_CUTOFF)``
+    was run and its result saved with :func:`save_calibration`. ``cutoff`` (a date): rows
+    created on or after it are dropped right after the file is read (only their
+    ``created_date`` is parsed, to drop them), so no constant depends on them; ``None`` uses
+    every row. The cut-off and the number of rows used are recorded in ``source``.
+    ``city_tiers_path`` (default: city_tier_mapping.csv beside the file) gives each frequent
+    city its tier; other cities count as tier 3. Frequencies are rounded counts and shares,
+    log-odds are rounded to 2 decimals.
     """
     from utils.data import read_leads, sha256_file
 
     path = Path(path)
-    raw = read_leads(path)
+    raw = read_leads(path, created_before=cutoff)
+    if raw.empty:
+        raise ValueError(f"{path.name}: no lead created before the cut-off {cutoff}")
     tiers_file = Path(city_tiers_path) if city_tiers_path else path.parent / "city_tier_mapping.csv"
     all_tiers = {}
     if tiers_file.is_file():
@@ -129,9 +143,9 @@ def calibrate_from_real(path: str | Path, city_tiers_path: str | Path | None = N
     top = raw["first_platform_c"].value_counts().index[:TOP_PLATFORMS].tolist()
     group = pd.Series(_platform_group(raw["first_platform_c"], top), index=raw.index)
     calibration = {
-        "about": "Calibration constants for utils/synth_leads.py, derived by calibrate_from_real() "
-                 "from the real CodePro sample; counts and shares only, no rows.",
-        "source": {"file": path.name, "rows": len(raw), "sha256": sha256_file(path)},
+        "about": ABOUT,
+        # rows: the rows used (created before the cut-off); sha256: of the whole file.
+        "source": {"file": path.name, "rows": len(raw), "cutoff": _date_text(cutoff), "sha256": sha256_file(path)},
         "duplicate_rate": DUPLICATE_RATE,
         "dates": _calibrate_dates(raw["created_date"]),
         "channels": _calibrate_channels(raw, group, top),
@@ -144,6 +158,13 @@ def calibrate_from_real(path: str | Path, city_tiers_path: str | Path | None = N
     calibration["model"]["signal_scale"] = SIGNAL_SCALE
     calibration["model"]["intercept"] = _match_target_rate(calibration)
     return calibration
+
+
+def _date_text(cutoff: str | pd.Timestamp | None) -> str | None:
+    if cutoff is None:
+        return None
+    stamp = pd.Timestamp(cutoff)
+    return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
 
 
 def _shares(counts: pd.Series, digits: int = 4) -> dict[str, float]:
@@ -331,8 +352,10 @@ def _draw_created(rng: np.random.Generator, n: int, start: str, end: str, dates:
     if len(days) == 0:
         raise ValueError(f"empty date range: {start} .. {end}")
     per_month = dates["leads_per_day_by_month"]
-    typical = float(np.mean(list(per_month.values())))
-    volume = np.array([per_month.get(d.strftime("%Y-%m"), typical) for d in days])
+    # A month outside the calibrated ones has the volume of the nearest calibrated month,
+    # as its channel mix (_draw_groups) and its conversion drift (_month_key) do.
+    keys = _month_key(pd.Series(days), sorted(per_month))
+    volume = pd.Series(keys).map(per_month).to_numpy(dtype=float)
     weight = volume * np.asarray(dates["weekday_shares"])[days.dayofweek]
     day = rng.choice(len(days), size=n, p=weight / weight.sum())
     hours = np.asarray(dates["hour_shares"])
