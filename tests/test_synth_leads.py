@@ -109,6 +109,17 @@ def test_shipped_calibration_is_compact_and_has_no_rows():
     assert "created_date" not in text
 
 
+def test_shipped_calibration_records_its_cutoff_and_knows_no_later_month():
+    calibration = sl.load_calibration()
+    assert calibration["source"]["cutoff"] == sl.CALIBRATION_CUTOFF == "2021-12-01"
+    assert calibration["source"]["rows"] == 16_424  # the real leads created before the cut-off
+    last = (pd.Timestamp(sl.CALIBRATION_CUTOFF) - pd.Timedelta(days=1)).strftime("%Y-%m")
+    assert calibration["dates"]["end"] < sl.CALIBRATION_CUTOFF
+    for months in (calibration["dates"]["leads_per_day_by_month"], calibration["channels"]["group_shares_by_month"],
+                   calibration["model"]["month"]):
+        assert max(months) == last
+
+
 def test_months_after_the_cutoff_repeat_the_last_calibrated_month():
     calibration = sl.load_calibration()
     last = pd.Period(max(calibration["model"]["month"]), "M")
@@ -171,8 +182,9 @@ def test_calibration_reproduces_from_the_real_file(shared_data):
     path = shared_data / "codepro" / "leads_labelled_25k.csv"
     if not path.exists():
         pytest.skip(f"{path} absent")
-    fresh = json.loads(json.dumps(sl.calibrate_from_real(path)))
     shipped = sl.load_calibration()
+    fresh = json.loads(json.dumps(sl.calibrate_from_real(path, cutoff=sl.CALIBRATION_CUTOFF)))
+    assert fresh["source"] == shipped["source"]
     for key in ("dates", "channels", "cities", "leads", "interactions", "target_rate", "duplicate_rate"):
         assert fresh[key] == shipped[key], key
     for term, table in shipped["model"].items():
@@ -182,12 +194,14 @@ def test_calibration_reproduces_from_the_real_file(shared_data):
 
 
 def test_synthetic_levels_match_the_real_file(shared_data):
+    """Over the calibrated months (before the cut-off); later real months drift, by design unseen."""
     from utils.data import read_leads
 
     path = shared_data / "codepro" / "leads_labelled_25k.csv"
     if not path.exists():
         pytest.skip(f"{path} absent")
-    real, synthetic = read_leads(path), sl.generate_leads(50_000, 3)
+    real = read_leads(path, created_before=sl.CALIBRATION_CUTOFF)
+    synthetic = sl.generate_leads(50_000, 3, end=sl.load_calibration()["dates"]["end"])
     for column in ("first_platform_c", "first_utm_medium_c", "first_utm_source_c", "city_mapped", "total_leads_droppped"):
         top = real[column].value_counts(normalize=True).head(6)
         share = synthetic[column].value_counts(normalize=True).reindex(top.index)
