@@ -59,6 +59,21 @@ def test_read_leads_text_in_numeric_column_raises(tmp_path):
         read_leads(path)
 
 
+def test_read_leads_created_before_drops_later_rows_before_parsing_them(tmp_path):
+    path = raw_leads_csv(tmp_path / "leads.csv")
+    text = path.read_text().splitlines()
+    text[-1] = text[-1].replace(",3.0,0.0,", ",three,0.0,", 1)  # the last lead, created 2021-07-06
+    path.write_text("\n".join(text) + "\n")
+    with pytest.raises(DataContractError, match="'three'"):
+        read_leads(path)
+    early = read_leads(path, created_before="2021-07-06")
+    assert len(early) == 5 and early["created_date"].max() < pd.Timestamp("2021-07-06")
+    assert early["total_leads_droppped"].dtype == "float64"
+    full = read_leads(raw_leads_csv(tmp_path / "clean.csv"))
+    pd.testing.assert_frame_equal(early, full.iloc[:5])
+    assert len(read_leads(path, created_before="2021-07-01")) == 0
+
+
 def test_header_only_file_reads_empty_and_fails_validation(tmp_path):
     path = tmp_path / "header.csv"
     path.write_text("," + ",".join(LEADS_COLUMNS) + "\n")

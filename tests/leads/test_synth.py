@@ -6,6 +6,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
+from utils.core.contracts import DataContractError
 from utils.leads import synth as sl
 from utils.leads.schema import INTERACTION_COLUMNS, LEADS_COLUMNS, LEADS_FEATURE_COLUMNS, validate_raw_leads
 
@@ -107,6 +108,62 @@ def test_shipped_calibration_is_compact_and_has_no_rows():
     assert "created_date" not in text
 
 
+def test_shipped_calibration_records_its_cutoff_and_knows_no_later_month():
+    calibration = sl.load_calibration()
+    assert calibration["source"]["cutoff"] == sl.CALIBRATION_CUTOFF == "2021-12-01"
+    assert calibration["source"]["rows"] == 16_424  # the real leads created before the cut-off
+    last = (pd.Timestamp(sl.CALIBRATION_CUTOFF) - pd.Timedelta(days=1)).strftime("%Y-%m")
+    assert calibration["dates"]["end"] < sl.CALIBRATION_CUTOFF
+    for months in (calibration["dates"]["leads_per_day_by_month"], calibration["channels"]["group_shares_by_month"],
+                   calibration["model"]["month"]):
+        assert max(months) == last
+
+
+def test_months_after_the_cutoff_repeat_the_last_calibrated_month():
+    calibration = sl.load_calibration()
+    last = pd.Period(max(calibration["model"]["month"]), "M")
+    leads = sl.generate_leads(40_000, 5, start=str(last.start_time.date()), end="2022-03-31", with_target=False)
+    in_last = leads["created_date"].dt.to_period("M") == last
+    # Same conversion model: a lead moved to a later month keeps its log-odds.
+    moved = leads[in_last].assign(created_date=leads.loc[in_last, "created_date"] + pd.DateOffset(months=3))
+    np.testing.assert_array_equal(sl.conversion_log_odds(moved, calibration["model"]),
+                                  sl.conversion_log_odds(leads[in_last], calibration["model"]))
+    # Same channel mix, and the same volume per day as the last calibrated month.
+    mix = [leads.loc[rows, "first_platform_c"].value_counts(normalize=True) for rows in (in_last, ~in_last)]
+    assert (mix[0] - mix[1]).abs().max() < 0.015
+    per_day = in_last.sum() / last.days_in_month, (~in_last).sum() / (pd.Timestamp("2022-03-31") - last.end_time).days
+    assert abs(per_day[1] / per_day[0] - 1) < 0.05
+
+
+def test_calibration_never_reads_a_row_past_its_cutoff(tmp_path):
+    """Rows created on or after the cut-off are poisoned: reading any of their values would crash
+    (text in numeric columns) or change the constants (unknown levels). The calibration equals the
+    one from a file holding only the rows before the cut-off."""
+    cutoff = "2021-12-01"
+    leads = sl.generate_leads(4_000, 11)
+    before = leads[leads["created_date"] < pd.Timestamp(cutoff)]
+    assert 0 < len(before) < len(leads)
+    leads[before.columns.difference(["created_date"])] = leads[before.columns.difference(["created_date"])].astype(object)
+    late = leads["created_date"] >= pd.Timestamp(cutoff)
+    for column in ("first_platform_c", "first_utm_medium_c", "first_utm_source_c", "city_mapped"):
+        leads.loc[late, column] = "POISON"
+    for column in ("total_leads_droppped", "referred_lead", "app_complete_flag", *INTERACTION_COLUMNS):
+        leads.loc[late, column] = "POISON"
+    leads.to_csv(tmp_path / "poisoned.csv")
+    before.to_csv(tmp_path / "before.csv")
+    with pytest.raises(DataContractError):  # the poison is live: without the cut-off it is read
+        sl.calibrate_from_real(tmp_path / "poisoned.csv")
+
+    poisoned = json.loads(json.dumps(sl.calibrate_from_real(tmp_path / "poisoned.csv", cutoff=cutoff)))
+    clean = json.loads(json.dumps(sl.calibrate_from_real(tmp_path / "before.csv", cutoff=cutoff)))
+    assert "POISON" not in json.dumps(poisoned)
+    assert poisoned["source"]["cutoff"] == cutoff and poisoned["source"]["rows"] == len(before)
+    assert poisoned["dates"]["end"] < cutoff and max(poisoned["model"]["month"]) == "2021-11"
+    for calibration in (poisoned, clean):
+        del calibration["source"]["file"], calibration["source"]["sha256"]  # the files differ, not the rows read
+    assert poisoned == clean
+
+
 def test_calibrate_from_any_raw_file(tmp_path):
     """Calibration runs on any file in the raw schema (here: a synthetic one), and generation follows it."""
     source = sl.generate_leads(4_000, 11)
@@ -122,8 +179,9 @@ def test_calibration_reproduces_from_the_real_file(shared_data):
     path = shared_data / "codepro" / "leads_labelled_25k.csv"
     if not path.exists():
         pytest.skip(f"{path} absent")
-    fresh = json.loads(json.dumps(sl.calibrate_from_real(path)))
     shipped = sl.load_calibration()
+    fresh = json.loads(json.dumps(sl.calibrate_from_real(path, cutoff=sl.CALIBRATION_CUTOFF)))
+    assert fresh["source"] == shipped["source"]
     for key in ("dates", "channels", "cities", "leads", "interactions", "target_rate", "duplicate_rate"):
         assert fresh[key] == shipped[key], key
     for term, table in shipped["model"].items():
@@ -133,12 +191,14 @@ def test_calibration_reproduces_from_the_real_file(shared_data):
 
 
 def test_synthetic_levels_match_the_real_file(shared_data):
+    """Over the calibrated months (before the cut-off); later real months drift, by design unseen."""
     from utils.leads.schema import read_leads
 
     path = shared_data / "codepro" / "leads_labelled_25k.csv"
     if not path.exists():
         pytest.skip(f"{path} absent")
-    real, synthetic = read_leads(path), sl.generate_leads(50_000, 3)
+    real = read_leads(path, created_before=sl.CALIBRATION_CUTOFF)
+    synthetic = sl.generate_leads(50_000, 3, end=sl.load_calibration()["dates"]["end"])
     for column in ("first_platform_c", "first_utm_medium_c", "first_utm_source_c", "city_mapped", "total_leads_droppped"):
         top = real[column].value_counts(normalize=True).head(6)
         share = synthetic[column].value_counts(normalize=True).reindex(top.index)

@@ -54,12 +54,22 @@ LEADS_NON_EMPTY = ("created_date", "first_platform_c", "first_utm_medium_c", "fi
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_leads(path: str | Path) -> pd.DataFrame:
-    """Raw CodePro leads (CSV with its unnamed index column, or parquet) in the contract's dtypes."""
+def read_leads(path: str | Path, created_before: str | pd.Timestamp | None = None) -> pd.DataFrame:
+    """Raw CodePro leads (CSV with its unnamed index column, or parquet) in the contract's dtypes.
+
+    ``created_before`` (a date): rows created on or after it, or without a date, are dropped
+    right after the file is read, before any other column is parsed; nothing of theirs
+    but ``created_date`` is ever looked at.
+    """
     frame = read_table(path)
     first = str(frame.columns[0]) if len(frame.columns) else ""
     if first.startswith("Unnamed: 0") or first in ("", "index"):
         frame = frame.drop(columns=frame.columns[0])
+    if created_before is not None:
+        if "created_date" not in frame.columns:
+            raise DataContractError(str(path), "created_date", "missing: needed to keep rows created before a date")
+        created = as_datetime(frame["created_date"], str(path), "created_date")
+        frame = frame.loc[(created < pd.Timestamp(created_before)).to_numpy()].reset_index(drop=True)
     return coerce_leads(frame, str(path))
 
 
