@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run smoke test unit nbval lab mlflow-ui bench clean-outputs
+.PHONY: run smoke test unit nbval lab mlflow-ui bench clean-outputs airflow airflow-ui
 
 $(VENV)/.installed: requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,13 +14,31 @@ $(VENV)/.installed: requirements-lock.txt
 	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "lead2value.pth").write_text("$(CURDIR)\n")'
 	touch $@
 
+# Airflow lives in its own venv (its pins clash with pycaret's); the DAGs run the project's code in $(VENV).
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_ENV := AIRFLOW_HOME=$(CURDIR)/outputs/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__WEBSERVER__WEB_SERVER_HOST=127.0.0.1 LEAD2VALUE_HOME=$(CURDIR)
+
+$(AIRFLOW_VENV)/.installed: dags/requirements-airflow-lock.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet -r dags/requirements-airflow-lock.txt
+	touch $@
+
+airflow: $(VENV)/.installed $(AIRFLOW_VENV)/.installed
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow db migrate
+	@echo "then: $(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow dags test lead2value_training --conf '{\"profile\": \"smoke\"}'"
+
+airflow-ui: airflow
+	$(AIRFLOW_ENV) PATH=$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH $(AIRFLOW_VENV)/bin/airflow standalone
+
 run: $(VENV)/.installed
 	$(PY) run_all.py $(ARGS)
 
 smoke: $(VENV)/.installed
 	$(PY) run_all.py --profile smoke $(ARGS)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(AIRFLOW_VENV)/.installed
 	$(PY) -m pytest tests
 	LEAD2VALUE_OUTPUTS=$(CURDIR)/outputs/nbval $(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
 

@@ -36,3 +36,9 @@ def test_check_refuses_a_read_of_a_later_step(monkeypatch):
     monkeypatch.setattr(catalog, "STEPS", broken)
     with pytest.raises(ValueError, match="00_data reads leads_clean, which 02_cleaning produces later"):
         catalog.check()
+
+
+def test_a_step_is_found_by_name_or_number():
+    assert catalog.step("03").name == catalog.step("3").name == catalog.step("03_lead_model").name == "03_lead_model"
+    with pytest.raises(catalog.CatalogError):
+        catalog.step("9")

@@ -210,3 +210,39 @@ def test_a_step_that_does_not_write_its_dataset_fails(outputs, monkeypatch):
     monkeypatch.setattr(FakeExecutor, "execute", forgetful)
     with pytest.raises(StepFailed, match="without writing its dataset.*clv_train"):
         h.run()
+
+
+def test_a_run_carried_by_several_processes_ends_like_one_run(outputs):
+    """begin, one step per call (state read back from the manifest), finish: as a scheduler's tasks do."""
+    h = Harness()
+    options = RunOptions(profile="smoke", progress=False)
+    executor, tracker = FakeExecutor(h.registry), FakeTracker()
+    state = runner.begin_run(options, plan.make_plan(options), tracker, check_inputs=lambda p: None)
+    assert json.loads((state.run / "status.json").read_text())["status"] == "running"
+    with pytest.raises(StepFailed, match="03_lead_model needs 02_cleaning first"):
+        runner.run_step(runner.resume_run(state.run_id), "03", executor, tracker)
+    for step in ALL:
+        runner.run_step(runner.resume_run(state.run_id), step, executor, tracker)
+    with pytest.raises(runner.RunNotFound, match="no run 'nope'"):
+        runner.resume_run("nope")
+    run = runner.finish_run(runner.resume_run(state.run_id), tracker, h.registry)
+    assert executor.executed == ALL and (outputs / "latest").resolve() == run.resolve()
+    assert h.registry.aliases == {"lead_scoring": "1", "clv": "1"}
+    with pytest.raises(runner.RunNotFound, match="is succeeded"):
+        runner.resume_run(state.run_id)
+    again, executor, _ = h.run()
+    assert again is None, "the stepwise run counts as the last successful run"
+
+
+def test_finishing_early_or_abandoning_moves_nothing(outputs):
+    h = Harness()
+    first, _, _ = h.run()
+    options = RunOptions(profile="smoke", overrides=("n_leads=7000",), progress=False)
+    executor, tracker = FakeExecutor(h.registry), FakeTracker()
+    state = runner.begin_run(options, plan.make_plan(options), tracker, check_inputs=lambda p: None)
+    runner.run_step(state, "00_data", executor, tracker)
+    with pytest.raises(StepFailed, match="cannot finish: 01_eda"):
+        runner.finish_run(runner.resume_run(state.run_id), tracker, h.registry)
+    runner.fail_run(runner.resume_run(state.run_id), "abandoned", tracker)
+    assert json.loads((state.run / "status.json").read_text())["status"] == "failed"
+    assert (outputs / "latest").resolve() == first.resolve() and h.registry.aliases == {"lead_scoring": "1", "clv": "1"}

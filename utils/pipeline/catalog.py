@@ -122,10 +122,13 @@ def dataset(name: str) -> Dataset:
 
 
 def step(name: str) -> Step:
-    try:
+    """A step by its name (``03_lead_model``) or its number (``03``, ``3``)."""
+    if name in STEP_BY_NAME:
         return STEP_BY_NAME[name]
-    except KeyError:
-        raise CatalogError(f"no step '{name}'; the steps are {', '.join(STEP_BY_NAME)}") from None
+    by_number = [s for s in STEPS if name.isdigit() and s.number == name.zfill(2)]
+    if by_number:
+        return by_number[0]
+    raise CatalogError(f"no step '{name}'; the steps are {', '.join(STEP_BY_NAME)}")
 
 
 def produces(step_name: str) -> tuple[Dataset, ...]:

@@ -1,8 +1,14 @@
-"""One run at a time: an exclusive lock on ``outputs/.run_all.lock``, released by the OS if the holder dies."""
+"""One run at a time: an exclusive lock on ``outputs/.run_all.lock``, released by the OS if the holder dies.
+
+A run spread over several processes (a scheduler's tasks: ``run_all.py --begin``, ``--step``,
+``--finish``) also holds a lease, ``outputs/.run_all.lease``, from its beginning to its end:
+while it is open, every other run is refused, and only that run's own steps may go on.
+"""
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,15 +17,20 @@ from pathlib import Path
 from utils.core import paths
 
 LOCK_PATH = paths.OUTPUTS_DIR / ".run_all.lock"
+LEASE_PATH = paths.OUTPUTS_DIR / ".run_all.lease"
 
 
 class RunLockedError(RuntimeError):
-    """Another run_all.py holds the lock."""
+    """Another run_all.py holds the lock, or another run's lease is open."""
 
 
 @contextmanager
-def run_lock(lock_path: Path = LOCK_PATH) -> Iterator[None]:
-    """Hold an exclusive, non-blocking lock for the whole run; the message names the holder."""
+def run_lock(lock_path: Path = LOCK_PATH, lease_path: Path = LEASE_PATH, for_run: str | None = None) -> Iterator[None]:
+    """Hold an exclusive, non-blocking lock for the whole invocation; the message names the holder.
+
+    ``for_run``: this invocation works on that open multi-process run (its lease is expected);
+    without it, any open lease refuses the invocation.
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(lock_path, "a+")
     try:
@@ -31,14 +42,41 @@ def run_lock(lock_path: Path = LOCK_PATH) -> Iterator[None]:
         raise RunLockedError(
             f"another run_all.py is running ({holder}); wait for it to finish. Lock file: {lock_path}"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}")
-    handle.flush()
     try:
+        lease = read_lease(lease_path)
+        if lease is not None and lease["run_id"] != for_run:
+            raise RunLockedError(
+                f"run {lease['run_id']} was begun with --begin (e.g. by a scheduler) on {lease['since']} and is not "
+                f"finished; finish it, or give it up with `python run_all.py --run {lease['run_id']} --abandon`")
+        if for_run is not None and lease is None:
+            raise RunLockedError(f"run {for_run} holds no lease: it was not begun with --begin, or it has ended")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}")
+        handle.flush()
         yield
     finally:
         handle.seek(0)
         handle.truncate()
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def read_lease(lease_path: Path = LEASE_PATH) -> dict | None:
+    try:
+        return json.loads(lease_path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def open_lease(run_id: str, lease_path: Path = LEASE_PATH) -> None:
+    """Reserve the outputs for a multi-process run (call while holding the lock)."""
+    lease_path.parent.mkdir(parents=True, exist_ok=True)
+    lease_path.write_text(json.dumps({"run_id": run_id, "since": dt.datetime.now().isoformat(timespec="seconds")}))
+
+
+def close_lease(run_id: str, lease_path: Path = LEASE_PATH) -> None:
+    """Give the outputs back (call while holding the lock); only the run that holds the lease may."""
+    lease = read_lease(lease_path)
+    if lease is not None and lease["run_id"] == run_id:
+        lease_path.unlink()

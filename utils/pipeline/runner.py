@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +38,7 @@ from utils.pipeline.manifest import (
     link_or_copy,
     merge_metrics,
     new_run_id,
+    successful_manifests,
     update_latest,
     write_manifest,
     write_status,
@@ -82,8 +85,33 @@ class MlflowTracker:
         self.client.set_terminated(run_id, status)
 
 
+class RunNotFound(LookupError):
+    """A run id that names no run, or a run that is no longer running."""
+
+
 def say(message: str) -> None:
     print(message, flush=True)
+
+
+@dataclass
+class RunState:
+    """A run in progress: its folder and manifest, the plan, its MLflow parent run and the step records so far.
+
+    One process (``run_pipeline``) or several (a scheduler's tasks: ``begin_run``, then ``run_step`` per
+    step, then ``finish_run``) carry a run through the same functions; between processes the state
+    lives in the run's manifest.
+    """
+
+    run: Path
+    manifest: dict
+    plan: Plan
+    options: RunOptions
+    parent_id: str
+    records: dict[str, StepRecord] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest["run_id"]
 
 
 def run_pipeline(
@@ -94,14 +122,25 @@ def run_pipeline(
     registry: promotions.Registry | None = None,
     check_inputs: Callable[[dict], Any] | None = None,
 ) -> Path:
-    """Run (or reuse) every step; return the run folder. Raises StepFailed, DataContractError, ParameterError."""
+    """Run (or reuse) every step in one process; return the run folder. Raises StepFailed, DataContractError, ParameterError."""
+    tracker = tracker or MlflowTracker()
+    state = begin_run(options, plan, tracker, check_inputs)
+    try:
+        for step in catalog.STEPS:
+            run_step(state, step.name, executor, tracker)
+    except BaseException as err:
+        fail_run(state, str(err), tracker)
+        raise
+    return finish_run(state, tracker, registry)
+
+
+def begin_run(options: RunOptions, plan: Plan | None = None, tracker: Tracker | None = None,
+              check_inputs: Callable[[dict], Any] | None = None) -> RunState:
+    """Check the inputs, then create the run folder, its manifest and its MLflow parent run."""
     started = time.time()
     plan = plan or make_plan(options)
     (check_inputs or check_user_inputs)(plan.resolved["00_data"])  # before any run folder or MLflow run exists
-    executor = executor or PapermillExecutor()
     tracker = tracker or MlflowTracker()
-    registry = registry or promotions.MlflowRegistry()
-
     run_id = new_run_id(options.profile)
     run = paths.RUNS_DIR / run_id
     run.mkdir(parents=True)
@@ -111,61 +150,103 @@ def run_pipeline(
     params_hash = sha256_bytes(json.dumps(plan.resolved, sort_keys=True).encode())
     manifest = base_manifest(run_id, options.profile, list(options.overrides), git, plan.resolved, params_hash,
                              plan.lock_hash, started)
-    write_manifest(run, manifest)
+    manifest["options"] = {"force": options.force, "force_from": options.force_from}
     parent_id = tracker.start(f"run_all {run_id}", {
         "lead2value.run_id": run_id, "lead2value.profile": options.profile,
         "git.commit": git["commit"] or "unknown", "git.dirty": str(git["dirty"]), "params.hash": params_hash,
     })
-    records: dict[str, StepRecord] = {}
-    try:
-        for index, step in enumerate(catalog.STEPS, start=1):
-            record = fingerprint_step(step, plan, records)
-            records[step.name] = record
-            step_started = time.time()
-            reusable, why = (None, "forced") if forced(step.name, options) else \
-                find_reusable(step.name, record.fingerprint, record.parts, plan.manifests)
-            if reusable is not None:
-                reuse_step(run, reusable, record)
-                say(f"[{index}/{len(catalog.STEPS)}] {step.name}: reused from {reusable['run_id']}")
-            else:
-                say(f"[{index}/{len(catalog.STEPS)}] {step.name}: executing ({why}) ...")
-                record.reason = why
-                execute_step(step, run, plan.resolved[step.name], record, executor, tracker, parent_id, options.progress)
-                say(f"    done in {time.time() - step_started:.1f} s, peak kernel memory {record.peak_rss_mb or 0:.0f} MB "
-                    f"(total elapsed {time.time() - started:.0f} s)")
-            record.seconds = round(time.time() - step_started, 2)
-            manifest["steps"][step.name] = record.to_manifest()
-            write_manifest(run, manifest)
-        fingerprint.save_hash_cache(plan.hash_cache)
-    except BaseException as err:
-        manifest["status"] = "failed"
-        manifest["error"] = str(err)
-        for name, record in records.items():
-            if record.status == "pending":
-                record.status = "failed"
-            manifest["steps"][name] = record.to_manifest()
-        write_manifest(run, manifest)
-        write_status(run, "failed")
-        tracker.end(parent_id, "FAILED")
-        raise
+    manifest["mlflow_run_id"] = parent_id
+    write_manifest(run, manifest)
+    return RunState(run, manifest, plan, options, parent_id)
 
+
+def resume_run(run_id: str) -> RunState:
+    """The state of a run begun by ``begin_run`` in another process, read back from its manifest."""
+    run = paths.RUNS_DIR / run_id
+    manifest_file = run / "manifest.json"
+    if not manifest_file.is_file():
+        raise RunNotFound(f"no run '{run_id}' (looked for {manifest_file})")
+    manifest = json.loads(manifest_file.read_text())
+    if manifest.get("status") != "running":
+        raise RunNotFound(f"run {run_id} is {manifest.get('status')}: only a running run takes more steps")
+    options = RunOptions(profile=manifest["profile"], overrides=tuple(manifest.get("overrides", [])),
+                         force=manifest.get("options", {}).get("force", False),
+                         force_from=manifest.get("options", {}).get("force_from"), progress=False)
+    plan = Plan(manifest["parameters"], successful_manifests(), sha256_file(paths.LOCK_FILE),
+                fingerprint.load_hash_cache())
+    records = {name: StepRecord(name, **{k: v for k, v in record.items() if k in StepRecord.__dataclass_fields__})
+               for name, record in manifest.get("steps", {}).items() if record.get("status") in ("executed", "reused")}
+    return RunState(run, manifest, plan, options, manifest["mlflow_run_id"], records)
+
+
+def run_step(state: RunState, name: str, executor: Executor | None = None, tracker: Tracker | None = None) -> StepRecord:
+    """Execute or reuse one step of the run; its upstream steps must be done already."""
+    step = catalog.step(name)
+    name = step.name
+    missing = [up for up in catalog.upstream(name) if up not in state.records]
+    if missing:
+        raise StepFailed(name, f"{name} needs {', '.join(missing)} first: this run has not done them yet")
+    index = [s.name for s in catalog.STEPS].index(name) + 1
+    record = fingerprint_step(step, state.plan, state.records)
+    started = time.time()
+    reusable, why = (None, "forced") if forced(name, state.options) else \
+        find_reusable(name, record.fingerprint, record.parts, state.plan.manifests)
+    try:
+        if reusable is not None:
+            reuse_step(state.run, reusable, record)
+            say(f"[{index}/{len(catalog.STEPS)}] {name}: reused from {reusable['run_id']}")
+        else:
+            say(f"[{index}/{len(catalog.STEPS)}] {name}: executing ({why}) ...")
+            record.reason = why
+            execute_step(step, state.run, state.plan.resolved[name], record, executor or PapermillExecutor(),
+                         tracker or MlflowTracker(), state.parent_id, state.options.progress)
+            say(f"    done in {time.time() - started:.1f} s, peak kernel memory {record.peak_rss_mb or 0:.0f} MB")
+    finally:
+        record.seconds = round(time.time() - started, 2)
+        if record.status == "pending":
+            record.status = "failed"
+        state.manifest["steps"][name] = record.to_manifest()
+        write_manifest(state.run, state.manifest)
+    state.records[name] = record
+    fingerprint.save_hash_cache(state.plan.hash_cache)
+    return record
+
+
+def fail_run(state: RunState, error: str, tracker: Tracker | None = None) -> None:
+    """Mark the run failed: its folder stays for inspection; latest and the aliases do not move."""
+    state.manifest["status"] = "failed"
+    state.manifest["error"] = error
+    write_manifest(state.run, state.manifest)
+    write_status(state.run, "failed")
+    (tracker or MlflowTracker()).end(state.parent_id, "FAILED")
+
+
+def finish_run(state: RunState, tracker: Tracker | None = None, registry: promotions.Registry | None = None) -> Path:
+    """Every step done: merge metrics, apply this run's promotions, point outputs/latest at the run."""
+    tracker = tracker or MlflowTracker()
+    registry = registry or promotions.MlflowRegistry()
+    run, manifest = state.run, state.manifest
+    missing = [s.name for s in catalog.STEPS if s.name not in state.records]
+    if missing:
+        raise StepFailed(missing[0], f"run {state.run_id} cannot finish: {', '.join(missing)} not done")
     metrics = merge_metrics(run, [s.name for s in catalog.STEPS])
-    tracker.log_metrics(parent_id, metrics)
-    executed = [name for name, r in records.items() if r.status == "executed"]
+    tracker.log_metrics(state.parent_id, metrics)
+    executed = [name for name, r in state.records.items() if r.status == "executed"]
     applied = promotions.apply_promotions(promotions.decisions(run, executed), registry)
     manifest["promotions"] = applied
     manifest["aliases"] = registry.champions()
     manifest["status"] = "succeeded"
+    started = datetime.fromisoformat(manifest["started"]).timestamp()
     manifest["seconds"] = round(time.time() - started, 2)
     manifest["outputs"] = {rel: sha256_file(run / rel) for rel in sorted(file_set(run)) if rel not in RUN_LEVEL_FILES}
     write_manifest(run, manifest)
-    tracker.log_artifact(parent_id, run / "manifest.json")
-    tracker.log_artifact(parent_id, run / "metrics.json")
-    tracker.end(parent_id, "FINISHED")
+    tracker.log_artifact(state.parent_id, run / "manifest.json")
+    tracker.log_artifact(state.parent_id, run / "metrics.json")
+    tracker.end(state.parent_id, "FINISHED")
     write_status(run, "succeeded")
     update_latest(run)
-    say(f"run {run_id} succeeded in {manifest['seconds']:.1f} s: executed {len(executed)}, "
-        f"reused {len(records) - len(executed)}; outputs/latest -> runs/{run_id}")
+    say(f"run {state.run_id} succeeded in {manifest['seconds']:.1f} s: executed {len(executed)}, "
+        f"reused {len(state.records) - len(executed)}; outputs/latest -> runs/{state.run_id}")
     for decision in applied:
         say(f"    champion: {decision['name']} -> version {decision['version']} ({decision['reason']})")
     return run
