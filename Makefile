@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run smoke test unit nbval lab mlflow-ui bench clean-outputs airflow airflow-ui
+.PHONY: run smoke test unit nbval lab mlflow-ui bench clean-outputs airflow airflow-ui book
 
 $(VENV)/.installed: requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ unit: $(VENV)/.installed
 
 nbval: $(VENV)/.installed
 	LEAD2VALUE_OUTPUTS=$(CURDIR)/outputs/nbval $(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
+
+book: $(VENV)/.installed
+	$(PY) -m utils.pipeline.book $(RUN)
 
 lab: $(VENV)/.installed
 	$(PY) -m jupyter lab

@@ -63,7 +63,14 @@ def manifest(run: Path) -> dict:
 def first_run(outputs):
     result = run_all(outputs)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (outputs / "first_run.log").write_text(result.stdout + result.stderr)
     return latest(outputs)
+
+
+def test_the_terminal_shows_the_run_not_kernel_noise(first_run, outputs):
+    said = (outputs / "first_run.log").read_text()
+    assert "without encryption" not in said and "Traceback" not in said
+    assert all(f"{step}: executing" in said for step in ("00_data", "05_scoring"))
 
 
 def test_first_run_writes_metrics_scores_and_sets_champions(first_run, outputs):
@@ -83,6 +90,40 @@ def test_first_run_writes_metrics_scores_and_sets_champions(first_run, outputs):
     record = manifest(first_run)
     assert record["status"] == "succeeded" and record["git"]["commit"]
     assert all(s["status"] == "executed" and s["peak_rss_mb"] for s in record["steps"].values())
+
+
+def test_the_book_of_the_run_links_every_notebook_and_figure(first_run):
+    from tests.pipeline.test_book import local_targets
+
+    index = first_run / "book" / "index.html"
+    assert index.is_file()
+    pages = sorted(index.parent.glob("*.html"))
+    assert {p.stem for p in pages} >= {"index", "figures", "manifest", "teaching", "00_data", "05_scoring"}
+    for page in pages:
+        for target in local_targets(page):
+            assert (page.parent / target).resolve().exists(), f"{page.name} links to missing {target}"
+    gallery = (index.parent / "figures.html").read_text()
+    assert all(f"../{rel}" in gallery for rel in manifest(first_run)["outputs"] if rel.startswith("figures/"))
+
+
+@pytest.mark.browser
+def test_the_book_of_the_run_opens_without_console_errors(first_run, tmp_path):
+    from tests.browser import DevTools, chromium_binary, open_page
+
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("no Chromium binary found (apt-get install chromium, or set CHROMIUM_BIN)")
+    tools = DevTools(binary, tmp_path / "profile")
+    try:
+        for page in sorted((first_run / "book").glob("*.html")):
+            open_page(tools, page)
+            images = tools.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+            assert all(images), f"{page.name}: an image did not load"
+            if page.stem in ("figures", "01_eda", "03_lead_model"):
+                assert len(images) >= 5, f"{page.name} shows the run's figures"
+            assert tools.errors() == [], f"{page.name}: {tools.errors()}"
+    finally:
+        tools.close()
 
 
 def test_rerun_with_nothing_changed_does_nothing(first_run, outputs):

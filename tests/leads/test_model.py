@@ -2,6 +2,8 @@
 and (with the real data) the performance targets."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import mlflow
@@ -9,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from utils.core.paths import PROJECT_ROOT
 from utils.leads import model as lm
 from utils.core import registry, tracking
 from utils.pipeline import promotions
@@ -264,3 +267,17 @@ def test_real_data_targets(shared_data):
     print(f"real data: CV AUC {auc_cv:.4f}, time-holdout AUC {auc_time:.4f} ({time.perf_counter() - started:.0f} s)")
     assert auc_cv >= TARGET_AUC_CV
     assert auc_time >= TARGET_AUC_TIME
+
+
+def test_the_pycaret_screen_leaves_matplotlib_fonts_as_they_were():
+    """In a fresh interpreter: pycaret changes the fonts when it is first imported."""
+    code = (
+        "import matplotlib, json; from tests.leads.test_model import clean_leads; from utils.leads import model as lm\n"
+        "before = [matplotlib.rcParams['font.family'], list(matplotlib.rcParams['font.sans-serif'])]\n"
+        "lm.compare_candidates(clean_leads(300), ['lr'], folds=2, sample_size=200)\n"
+        "after = [matplotlib.rcParams['font.family'], list(matplotlib.rcParams['font.sans-serif'])]\n"
+        "print(json.dumps(before == after))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "true"

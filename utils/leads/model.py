@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
@@ -260,7 +261,12 @@ def compare_candidates(train: pd.DataFrame, candidates: Iterable[str], folds: in
     A quick screen, not the final model: pycaret does its own preprocessing. Its
     MLflow logging stays off (pycaret 3.3 and MLflow 3 do not agree); the caller logs the table.
     """
+    # Importing pycaret switches matplotlib to Arial, which this machine lacks (hundreds of findfont
+    # warnings in every later plot): the font settings are put back right after.
+    fonts = {key: matplotlib.rcParams[key] for key in ("font.family", "font.sans-serif")}
     from pycaret.classification import ClassificationExperiment
+
+    matplotlib.rcParams.update(fonts)
 
     candidates = [c.strip() for c in candidates if c.strip()]
     if not candidates:

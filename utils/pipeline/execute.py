@@ -12,9 +12,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
+from jupyter_client import AsyncKernelManager
+from traitlets import default
 
 from utils.core import paths
 from utils.pipeline.catalog import Step
+
+
+class LocalKernelManager(AsyncKernelManager):
+    """A notebook kernel that talks to us over local sockets (IPC), not TCP.
+
+    Nothing listens on a network port, and the kernel has no reason to print its
+    "running over TCP without encryption" warning on the terminal for every notebook.
+    """
+
+    @default("transport")
+    def _transport_default(self) -> str:
+        return "ipc"
 
 
 class StepFailed(RuntimeError):
@@ -82,6 +96,7 @@ def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bo
         pm.execute_notebook(
             str(step.notebook), str(out), parameters=parameters, kernel_name="python3",
             progress_bar=progress, cwd=str(paths.PROJECT_ROOT), log_output=False,
+            kernel_manager_class=LocalKernelManager,
         )
     except PapermillExecutionError as err:
         first_line = next((line for line in err.source.splitlines() if line.strip()), "")

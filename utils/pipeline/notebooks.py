@@ -22,6 +22,7 @@ from pathlib import Path
 
 from utils.core import paths
 from utils.pipeline.catalog import STEPS
+from utils.pipeline.execute import LocalKernelManager
 
 KEEP_TAG = "keep_output"
 
@@ -80,7 +81,7 @@ def refresh(notebooks: list[Path]) -> None:
             executed = Path(scratch) / notebook.name
             print(f"executing {notebook.name} ...", flush=True)
             pm.execute_notebook(str(notebook), str(executed), kernel_name="python3", cwd=str(notebook.parent),
-                                progress_bar=False)
+                                progress_bar=False, kernel_manager_class=LocalKernelManager)
             write(notebook, copy_kept_outputs(read(notebook), read(executed)))
 
 

@@ -26,7 +26,7 @@ from mlflow import MlflowClient
 
 from utils.core import paths, tracking
 from utils.core.hashing import sha256_bytes, sha256_file
-from utils.pipeline import catalog, fingerprint, preflight, promotions
+from utils.pipeline import book, catalog, fingerprint, preflight, promotions
 from utils.pipeline import params as params_mod
 from utils.pipeline.execute import Executor, PapermillExecutor, StepFailed
 from utils.pipeline.manifest import (
@@ -245,6 +245,10 @@ def finish_run(state: RunState, tracker: Tracker | None = None, registry: promot
     tracker.end(state.parent_id, "FINISHED")
     write_status(run, "succeeded")
     update_latest(run)
+    try:
+        say(f"    book: {book.build_book(run)}")
+    except Exception as err:  # the run's results stand without their book; `make book` writes it again
+        say(f"    warning: the book of the run was not written ({type(err).__name__}: {err}); `make book` retries")
     say(f"run {state.run_id} succeeded in {manifest['seconds']:.1f} s: executed {len(executed)}, "
         f"reused {len(state.records) - len(executed)}; outputs/latest -> runs/{state.run_id}")
     for decision in applied:
