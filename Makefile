@@ -12,6 +12,10 @@ $(VENV)/.installed: requirements-lock.txt
 	$(PY) -m pip install --quiet -r requirements-lock.txt
 	# `utils` importable from any directory (nbval runs a notebook in its own folder).
 	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "lead2value.pth").write_text("$(CURDIR)\n")'
+	# dash (pycaret -> plotly-resampler) ships a JupyterLab source extension that asks for a rebuild
+	# ("Build Recommended") every time; nothing here uses it, so JupyterLab is told not to ask.
+	mkdir -p $(VENV)/etc/jupyter/labconfig
+	echo '{"buildCheck": false, "buildAvailable": false}' > $(VENV)/etc/jupyter/labconfig/page_config.json
 	touch $@
 
 # Airflow lives in its own venv (its pins clash with pycaret's); the DAGs run the project's code in $(VENV).
