@@ -148,3 +148,22 @@ def open_page(tools: DevTools, page: Path) -> None:
     tools.events.clear()  # only what this page itself does counts
     tools.send("Page.navigate", {"url": page.as_uri()})
     tools.wait_for_event("Page.loadEventFired")
+
+
+def check_pages(pages: list[Path], profile: Path) -> dict[str, dict]:
+    """Open each page in headless Chromium: {page name: {"images": [loaded?...], "errors": [...]}}."""
+    binary = chromium_binary()
+    if binary is None:
+        import pytest
+
+        pytest.skip("no Chromium binary found (apt-get install chromium, or set CHROMIUM_BIN)")
+    tools = DevTools(binary, profile)
+    found = {}
+    try:
+        for page in pages:
+            open_page(tools, page)
+            images = tools.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+            found[page.name] = {"images": images, "errors": tools.errors()}
+    finally:
+        tools.close()
+    return found

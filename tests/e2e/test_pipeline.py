@@ -108,22 +108,13 @@ def test_the_book_of_the_run_links_every_notebook_and_figure(first_run):
 
 @pytest.mark.browser
 def test_the_book_of_the_run_opens_without_console_errors(first_run, tmp_path):
-    from tests.browser import DevTools, chromium_binary, open_page
+    from tests.browser import check_pages
 
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("no Chromium binary found (apt-get install chromium, or set CHROMIUM_BIN)")
-    tools = DevTools(binary, tmp_path / "profile")
-    try:
-        for page in sorted((first_run / "book").glob("*.html")):
-            open_page(tools, page)
-            images = tools.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-            assert all(images), f"{page.name}: an image did not load"
-            if page.stem in ("figures", "01_eda", "03_lead_model"):
-                assert len(images) >= 5, f"{page.name} shows the run's figures"
-            assert tools.errors() == [], f"{page.name}: {tools.errors()}"
-    finally:
-        tools.close()
+    for name, seen in check_pages(sorted((first_run / "book").glob("*.html")), tmp_path / "profile").items():
+        assert all(seen["images"]), f"{name}: an image did not load"
+        assert seen["errors"] == [], f"{name}: {seen['errors']}"
+        if name in ("figures.html", "01_eda.html", "03_lead_model.html"):
+            assert len(seen["images"]) >= 5, f"{name} shows the run's figures"
 
 
 def test_rerun_with_nothing_changed_does_nothing(first_run, outputs):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import DevTools, chromium_binary, open_page
+from tests.browser import check_pages
 from utils.pipeline import book, catalog
 
 # A 1x1 PNG.
@@ -95,17 +95,8 @@ def test_the_command_builds_the_latest_run_or_says_there_is_none(tmp_path, monke
 
 @pytest.mark.browser
 def test_the_book_opens_in_a_browser_with_every_image_loaded_and_no_console_error(tmp_path):
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("no Chromium binary found (apt-get install chromium, or set CHROMIUM_BIN)")
     run = fake_run(tmp_path)
     book.build_book(run)
-    tools = DevTools(binary, tmp_path / "profile")
-    try:
-        for page in sorted((run / "book").glob("*.html")):
-            open_page(tools, page)
-            images = tools.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-            assert all(images), f"{page.name}: an image did not load"
-            assert tools.errors() == [], f"{page.name}: {tools.errors()}"
-    finally:
-        tools.close()
+    for name, seen in check_pages(sorted((run / "book").glob("*.html")), tmp_path / "profile").items():
+        assert all(seen["images"]), f"{name}: an image did not load"
+        assert seen["errors"] == [], f"{name}: {seen['errors']}"
