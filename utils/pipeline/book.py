@@ -25,7 +25,7 @@ from utils.core import paths
 from utils.pipeline import catalog
 
 BOOK_DIR = "book"
-TEACHING_NOTES = Path(__file__).resolve().parent / "resources" / "teaching_notes.md"
+TEACHING_NOTES = paths.NOTEBOOKS_DIR / "TEACHING.md"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 CSS = """
