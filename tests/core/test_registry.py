@@ -243,10 +243,19 @@ def test_serving_uri_follows_the_record_else_the_champion_alias(tmp_path):
     older.write_text(json.dumps({"name": "clv", "version": "4", "promote": False, "champion_version": "2",
                                  "reason": "worse"}))
     assert registry.serving_model_uri("clv", older) == "models:/clv/2"
-    assert registry.serving_summary(older) == "serving clv v2 (worse)"
+    assert registry.serving_summary("clv", older) == "serving clv v2 (worse)"
 
 
-def test_no_champion_loads_as_none(names, tmp_path):
+def test_without_a_gate_record_the_run_serves_the_current_champion(names, tmp_path):
+    name_m = names("m")
+    X, y = data()
+    first = register(name_m, fit(X, y), X, Holdout(X.iloc[300:], y[300:], "latest"), SYNTHETIC, tmp_path / "m.json")
+    crown(name_m, first["version"])
+    assert registry.serving_summary(name_m, tmp_path / "absent.json") == (
+        f"serving {name_m} v{first['version']}, the current champion (no gate decision in this run folder)")
+
+
+def test_no_champion_loads_as_none(store):
     assert registry.champion_version("nobody") is None and registry.load_champion("nobody") is None
     assert registry.champion_for_gate("nobody", Holdout(pd.DataFrame({"a": [1]}), [1], "x"), rule()) is None
 

@@ -9,6 +9,7 @@ first, whose every step is reused and whose old promotions must not be applied.
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -189,6 +190,9 @@ def test_a_rerun_matching_the_first_reuses_everything_and_rolls_no_champion_back
     here) a plain smoke run matches the first: "executed 0, reused 6", and the champions stay where they are."""
     third = run_all(outputs, "--set", "permutation_repeats=2")
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    served = manifest(latest(outputs))["models"]["lead_scoring"]
+    dashboard = (latest(outputs) / "dashboard.html").read_text()
+    assert served["decided"] == "in this run" and html.escape(served["serving"]) in dashboard, "which version serves, why"
     before = aliases(outputs)
     first_versions = {name: model["version"] for name, model in manifest(first_run)["models"].items()}
     assert before != first_versions, "the later runs moved both champions past the first run's versions"

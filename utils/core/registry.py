@@ -249,10 +249,12 @@ def serving_model_uri(name: str, decision_file: Path | None = None) -> str:
     return f"models:/{name}@{CHAMPION_ALIAS}"
 
 
-def serving_summary(decision_file: Path) -> str:
-    """The serving sentence of a gate record (a record written before the gate wrote one: its reason)."""
+def serving_summary(name: str, decision_file: Path) -> str:
+    """The serving sentence of a run's gate record; without one (a notebook run alone), the current champion."""
+    if not Path(decision_file).exists():
+        return f"serving {name} v{champion_version(name)}, the current champion (no gate decision in this run folder)"
     decision = read_json(decision_file)
     if decision.get("serving"):
         return decision["serving"]
-    served = serving_model_uri(decision["name"], decision_file).rsplit("/", 1)[-1]
-    return f"serving {decision['name']} v{served} ({decision.get('reason', 'no reason recorded')})"
+    served = serving_model_uri(name, decision_file).rsplit("/", 1)[-1]
+    return f"serving {name} v{served} ({decision.get('reason', 'no reason recorded')})"

@@ -144,7 +144,8 @@ class StepContext:
 
     def serving_note(self, dataset: str) -> str:
         """Which version this run serves for a gate dataset it reads, why, and its score on the run's holdout."""
-        return registry.serving_summary(self.path(dataset))
+        ds = self._declared(dataset, writing=False)
+        return registry.serving_summary(ds.model, ds.location(self.run))
 
     def close(self) -> pd.DataFrame:
         """End the step's MLflow run; returns the versions this ran on (the notebook's last output)."""
