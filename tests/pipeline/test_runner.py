@@ -287,7 +287,7 @@ def test_a_run_carried_by_several_processes_ends_like_one_run(outputs):
     executor, tracker = FakeExecutor(h.registry), FakeTracker()
     state = runner.begin_run(options, plan.make_plan(options), tracker, check_inputs=lambda p: None)
     assert json.loads((state.run / "status.json").read_text())["status"] == "running"
-    with pytest.raises(StepFailed, match="03_lead_model needs 02_cleaning first"):
+    with pytest.raises(StepFailed, match="03_lead_model needs 00_data, 02_cleaning first"):
         runner.run_step(runner.resume_run(state.run_id), "03", executor, tracker)
     for step in ALL:
         runner.run_step(runner.resume_run(state.run_id), step, executor, tracker)
