@@ -87,6 +87,7 @@ def test_every_version_carries_its_lineage_and_the_gate_never_moves_the_alias(na
     assert float(tags["lead2value.holdout_score"]) == pytest.approx(decision["score"])
     assert tags["lead2value.gate"] == "promote" and tags["lead2value.gate_rule"] == "no_champion"
     assert "synthetic leads from utils.leads.synth" in version.description and "\n" not in version.description
+    assert decision["lineage"]["git_commit"] == CONTEXT["git_commit"], "the run manifest repeats the lineage"
     assert decision["serving"].startswith(f"serving {name_m} v{decision['version']}, this run's candidate, promoted")
 
 

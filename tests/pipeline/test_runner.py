@@ -59,7 +59,7 @@ class FakeExecutor:
                     "name": ds.model, "version": version, "promote": self.promote, "run_id": run.name,
                     "reason": "no champion yet" if champion is None else f"compared with version {champion}",
                     "champion_version": champion, "serves": version if self.promote or not champion else champion,
-                    "serving": f"{ds.model} v{version} serves"}))
+                    "serving": f"{ds.model} v{version} serves", "lineage": {"run_id": run.name}}))
             else:
                 path.write_text(self._content(DEPENDS[ds.name], run, parameters))
         (run / "metrics").mkdir(exist_ok=True)
@@ -208,6 +208,7 @@ def test_the_issue_sequence_three_runs_then_a_rerun_matching_the_first_rolls_not
     assert manifest["promotions"] == [] and manifest["aliases"] == {"lead_scoring": "3", "clv": "3"}
     model = manifest["models"]["lead_scoring"]
     assert model["applied"] is False and model["version"] == "1" and model["champion_now"] == "3"
+    assert model["lineage"]["run_id"] != run.name, "the lineage of the version run A registered"
     assert "champion stays version 3" in model["outcome"] and "is history" in model["outcome"]
     assert "champion stays version 3: 03_lead_model was reused from run" in out
 

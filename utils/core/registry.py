@@ -183,6 +183,7 @@ def register_candidate(model_uri: str, name: str, decision_file: Path, model: An
         "run_id": context.get("run_id"),
         "interactive": bool(context.get("interactive")),
         "source": dict(source),
+        "lineage": {key.removeprefix(lineage.TAG): value for key, value in tags.items()},
     }
     decision["serving"] = serving_note(decision)
     client = MlflowClient()

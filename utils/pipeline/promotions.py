@@ -93,7 +93,7 @@ def model_records(run: Path, steps: Mapping[str, Mapping], outcomes: Iterable[di
         decision = read_json(location)
         record = {key: decision.get(key) for key in ("version", "promote", "rule", "reason", "metric", "score",
                                                     "holdout", "champion_version", "champion_score", "difference",
-                                                    "serves", "serving", "source", "run_id")}
+                                                    "serves", "serving", "source", "lineage", "run_id")}
         record["champion_now"] = aliases.get(ds.model)
         if ds.model in by_name:
             record.update(decided="in this run", applied=by_name[ds.model]["applied"],
