@@ -55,7 +55,8 @@ def fit(X, y, columns=("a", "b")):
 
 
 def rule(min_rows=50, margin=0.01):
-    return GateRule("auc", roc_auc_score, proba, margin=margin, min_rows=min_rows, min_rows_parameter="min_holdout_leads",
+    return GateRule("auc", roc_auc_score, proba, margin=margin, min_rows=min_rows,
+                    min_rows_parameter="min_holdout_leads",
                     n_bootstrap=100, random_state=0)
 
 
@@ -103,7 +104,8 @@ def test_a_worse_candidate_is_registered_and_the_run_serves_the_champion(names, 
     assert worse["champion_version"] == first["version"] and worse["serves"] == first["version"]
     assert worse["champion_score"] == pytest.approx(first["score"]) == worse["serving_score"]
     assert registry.serving_model_uri(name_m, tmp_path / "m.json") == f"models:/{name_m}/{first['version']}"
-    assert f"serving {name_m} v{first['version']}, the champion: candidate v{worse['version']} was not promoted" in worse["serving"]
+    said = f"serving {name_m} v{first['version']}, the champion: candidate v{worse['version']} was not promoted"
+    assert said in worse["serving"]
     assert MlflowClient().get_model_version(name_m, worse["version"]).tags["lead2value.gate"] == "reject"
 
 
@@ -201,9 +203,11 @@ def forget_module(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
 
 
-def test_a_legacy_champion_that_no_longer_loads_is_replaced_under_the_upgrade_rule(names, tmp_path, unloadable, monkeypatch):
+def test_a_legacy_champion_that_no_longer_loads_is_replaced_under_the_upgrade_rule(names, tmp_path, unloadable,
+                                                                                     monkeypatch):
     name_lead_scoring = names("lead_scoring")
-    monkeypatch.setitem(registry.LEGACY_SOURCE_PARAMETERS, name_lead_scoring, registry.LEGACY_SOURCE_PARAMETERS["lead_scoring"])
+    monkeypatch.setitem(registry.LEGACY_SOURCE_PARAMETERS, name_lead_scoring,
+                        registry.LEGACY_SOURCE_PARAMETERS["lead_scoring"])
     X, y, model = unloadable
     old = legacy_version(name_lead_scoring, model, X, {"leads_path": "synthetic", "n_leads": 400})
     forget_module(monkeypatch, tmp_path)
@@ -222,7 +226,8 @@ def test_a_legacy_champion_of_your_data_or_untraced_is_not_replaced_by_a_synthet
     name_clv = names("clv")
     name_lead_scoring = names("lead_scoring")
     monkeypatch.setitem(registry.LEGACY_SOURCE_PARAMETERS, name_clv, registry.LEGACY_SOURCE_PARAMETERS["clv"])
-    monkeypatch.setitem(registry.LEGACY_SOURCE_PARAMETERS, name_lead_scoring, registry.LEGACY_SOURCE_PARAMETERS["lead_scoring"])
+    monkeypatch.setitem(registry.LEGACY_SOURCE_PARAMETERS, name_lead_scoring,
+                        registry.LEGACY_SOURCE_PARAMETERS["lead_scoring"])
     X, y, model = unloadable
     legacy_version(name_lead_scoring, model, X, {"leads_path": "/data/leads.csv"})
     forget_module(monkeypatch, tmp_path)
@@ -231,7 +236,8 @@ def test_a_legacy_champion_of_your_data_or_untraced_is_not_replaced_by_a_synthet
     assert not traced["promote"] and traced["rule"] == "synthetic_never_replaces"
     assert "your file leads.csv" in traced["champion_source"]
     legacy_version(name_clv, fit(X, y), X, None)  # registered by hand: no run_all.py parent, nothing to trace
-    untraced = register(name_clv, fit(X, y), X, Holdout(X.iloc[300:], y[300:], "latest"), SYNTHETIC, tmp_path / "b.json")
+    untraced = register(name_clv, fit(X, y), X, Holdout(X.iloc[300:], y[300:], "latest"), SYNTHETIC,
+                        tmp_path / "b.json")
     assert not untraced["promote"] and untraced["champion_kind"] == gate.UNKNOWN
     mine = register(name_clv, fit(X, y), X, Holdout(X.iloc[300:], y[300:], "latest"), YOURS, tmp_path / "c.json")
     assert mine["promote"] and mine["rule"] == "user_replaces_untraced"

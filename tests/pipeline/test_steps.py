@@ -1,4 +1,5 @@
-"""The step context's registry calls: lineage from the run, and a notebook session that never promotes (issue 11, point 2)."""
+"""The step context's registry calls: lineage from the run, and a notebook session that never promotes
+(issue 11, point 2)."""
 import json
 
 import mlflow
@@ -57,7 +58,8 @@ def test_a_notebook_session_registers_tagged_interactive_and_never_moves_champio
     assert tags["lead2value.interactive"] == "true" and tags["lead2value.profile"] == "interactive"
     assert tags["lead2value.data"] == SOURCE["description"]
     # Even if its record reached a run's bookkeeping, a decision not taken in that run is not applied.
-    [outcome] = promotions.apply_promotions([decision], promotions.MlflowRegistry(), run_id="20260101-000000-smoke-abcd")
+    [outcome] = promotions.apply_promotions([decision], promotions.MlflowRegistry(),
+                                            run_id="20260101-000000-smoke-abcd")
     assert not outcome["applied"] and registry.champion_version("lead_scoring") is None
 
 
@@ -65,7 +67,8 @@ def test_under_run_all_the_lineage_names_the_run_profile_and_commit(store):
     X, model, holdout, rule = candidate()
     run = store / "runs" / "20260101-000000-smoke-abcd"
     run.mkdir(parents=True)
-    (run / "manifest.json").write_text(json.dumps({"profile": "smoke", "git": {"commit": "c0ffee" * 6, "dirty": False}}))
+    git = {"commit": "c0ffee" * 6, "dirty": False}
+    (run / "manifest.json").write_text(json.dumps({"profile": "smoke", "git": git}))
     tracking.configure()
     parent = mlflow.MlflowClient().create_run(mlflow.get_experiment_by_name(tracking.EXPERIMENT_NAME).experiment_id)
     step = open_lead_step(run, mlflow_run_id=parent.info.run_id)

@@ -165,8 +165,9 @@ class Decision:
         return self.serves == "champion"
 
 
-def paired_bootstrap(y: Any, candidate: Any, champion: Any, metric: Callable[[Any, Any], float], n_bootstrap: int = 1000,
-                     level: float = 0.95, random_state: int = 42, higher_is_better: bool = True) -> dict[str, float]:
+def paired_bootstrap(y: Any, candidate: Any, champion: Any, metric: Callable[[Any, Any], float],
+                     n_bootstrap: int = 1000, level: float = 0.95, random_state: int = 42,
+                     higher_is_better: bool = True) -> dict[str, float]:
     """Interval of ``metric(candidate) - metric(champion)`` by resampling rows, both scored on the same resample.
 
     Signed so that a positive difference favours the candidate (for a lower-is-better metric the
@@ -245,7 +246,8 @@ def decide(candidate: Source, candidate_predictions: Any, holdout: Holdout, rule
     difference["margin"] = rule.margin
     promote = difference["low"] > -rule.margin
     interval = (f"difference {difference['estimate']:+.4f}, {rule.level:.0%} interval "
-                f"[{difference['low']:+.4f}, {difference['high']:+.4f}] over {difference['resamples']} paired resamples")
+                f"[{difference['low']:+.4f}, {difference['high']:+.4f}] over {difference['resamples']} "
+                f"paired resamples")
     verdict = (f"not worse than champion version {champion.version} beyond the margin {rule.margin}" if promote else
                f"may be worse than champion version {champion.version} by more than the margin {rule.margin}")
     return decision(promote, "paired_comparison",

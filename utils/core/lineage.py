@@ -92,6 +92,7 @@ def description(record: Mapping[str, Any], context: Mapping[str, Any], holdout: 
     """One line for the MLflow UI: data, holdout score, run and code."""
     period = f", {holdout['period']}" if holdout.get("period") else ""
     commit = (context.get("git_commit") or "unknown")[:10] + (" (dirty)" if context.get("git_dirty") else "")
-    where = "interactive session" if context.get("interactive") else f"run {context.get('run_id')} ({context.get('profile')})"
+    where = ("interactive session" if context.get("interactive") else
+             f"run {context.get('run_id')} ({context.get('profile')})")
     return (f"{trained_on} · data: {record.get('description')} · {metric} {score:.4f} on the "
             f"{holdout.get('definition')} ({holdout.get('rows'):,} rows{period}) · {where}, commit {commit}")

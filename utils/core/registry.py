@@ -91,8 +91,8 @@ def version_source(version: ModelVersion, client: MlflowClient | None = None) ->
     tags = version.tags or {}
     kind = tags.get(lineage.TAG + "data_kind")
     if kind in gate.KINDS:
-        return gate.Source(kind, tags.get(lineage.TAG + "data_source", ""), tags.get(lineage.TAG + "data_sha256") or None,
-                           tags.get(lineage.TAG + "data", ""))
+        return gate.Source(kind, tags.get(lineage.TAG + "data_source", ""),
+                           tags.get(lineage.TAG + "data_sha256") or None, tags.get(lineage.TAG + "data", ""))
     traced = trace_legacy_source(version, client or MlflowClient())
     return traced or gate.Source(gate.UNKNOWN, description="registered without lineage tags; its data cannot be traced")
 
@@ -187,8 +187,9 @@ def register_candidate(model_uri: str, name: str, decision_file: Path, model: An
     }
     decision["serving"] = serving_note(decision)
     client = MlflowClient()
-    client.update_model_version(name, version, description=lineage.description(
-        source, context, held_out, rule.metric_name, verdict.score, trained_on) + f" · gate: {gate_word(decision)} ({verdict.rule})")
+    described = lineage.description(source, context, held_out, rule.metric_name, verdict.score, trained_on)
+    client.update_model_version(name, version,
+                                description=f"{described} · gate: {gate_word(decision)} ({verdict.rule})")
     for key, value in {"gate": gate_word(decision), "gate_rule": verdict.rule, "gate_reason": verdict.reason[:4900],
                        "gate_champion": decision["champion_version"] or "none"}.items():
         client.set_model_version_tag(name, version, lineage.TAG + key, value)
@@ -223,16 +224,15 @@ def _short_reason(decision: Mapping[str, Any]) -> str:
     if rule == "paired_comparison" and diff:
         return (f"{decision['metric']} difference {diff['estimate']:+.4f}, interval [{diff['low']:+.4f}, "
                 f"{diff['high']:+.4f}], margin {diff['margin']}")
+    champion = f"champion v{decision.get('champion_version')}"
+    whose = "your" if decision.get("champion_kind") == gate.USER else "untraced"
     short = {
         "no_champion": "no champion yet",
-        "user_replaces_synthetic": f"trained on your data, replaces synthetic champion v{decision.get('champion_version')}",
-        "user_replaces_untraced": f"trained on your data, replaces untraced champion v{decision.get('champion_version')}",
-        "upgrade": f"champion v{decision.get('champion_version')}, same data source, cannot be scored by this version "
-                   f"of the project",
-        "synthetic_never_replaces": f"trained on synthetic data; champion v{decision.get('champion_version')} was "
-                                    f"trained on {'your' if decision.get('champion_kind') == gate.USER else 'untraced'} data",
-        "not_comparable": f"champion v{decision.get('champion_version')} was trained on other data and cannot be scored "
-                          f"on this holdout",
+        "user_replaces_synthetic": f"trained on your data, replaces synthetic {champion}",
+        "user_replaces_untraced": f"trained on your data, replaces untraced {champion}",
+        "upgrade": f"{champion}, same data source, cannot be scored by this version of the project",
+        "synthetic_never_replaces": f"trained on synthetic data; {champion} was trained on {whose} data",
+        "not_comparable": f"{champion} was trained on other data and cannot be scored on this holdout",
         "too_little_evidence": f"holdout of {(decision.get('holdout') or {}).get('rows', 0):,} rows is too small",
     }
     return short.get(rule, decision.get("reason", ""))

@@ -104,6 +104,7 @@ def model_records(run: Path, steps: Mapping[str, Mapping], outcomes: Iterable[di
                           outcome=(f"champion stays {_v(aliases.get(ds.model))}: {ds.step} was reused from run "
                                    f"{origin}; its gate decision (version {decision.get('version')}) is history, "
                                    f"not applied again"),
-                          scores_from=f"as decided in run {origin}: {decision.get('serving') or decision.get('reason')}")
+                          scores_from=f"as decided in run {origin}: "
+                                      f"{decision.get('serving') or decision.get('reason')}")
         records[ds.model] = record
     return records
