@@ -24,8 +24,8 @@ STEPS = {
     "00_data": (),
     "01_eda": ("00_data",),
     "02_cleaning": ("00_data",),
-    "03_lead_model": ("02_cleaning",),
-    "04_clv_model": ("02_cleaning",),
+    "03_lead_model": ("00_data", "02_cleaning"),  # 00: leads_source, the model's lineage
+    "04_clv_model": ("00_data", "02_cleaning"),  # 00: clv_source
     "05_scoring": ("00_data", "02_cleaning", "03_lead_model", "04_clv_model"),
 }
 

@@ -3,10 +3,13 @@
 One module-scoped sequence of real runs (each step builds on the previous):
 a first run; a no-op rerun; a forced rerun that must be bit-identical; a run
 killed with SIGKILL mid-notebook while a second run_all.py is refused by the
-lock; and a one-parameter change that re-executes only 04 and 05.
+lock; a one-parameter change that re-executes only 04 and 05; then issue 11's
+rollback sequence: one more run with other parameters, and a rerun matching the
+first, whose every step is reused and whose old promotions must not be applied.
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -180,3 +183,26 @@ def test_one_clv_parameter_reexecutes_only_04_and_05(first_run, outputs):
         if step["status"] == "reused":
             run = latest(outputs)
             assert all((run / rel).exists() for rel in step["outputs"]), name
+
+
+def test_a_rerun_matching_the_first_reuses_everything_and_rolls_no_champion_back(first_run, outputs):
+    """Issue 11, point 1: after runs with three parameter sets (smoke; rf_n_estimators=60 above; permutation_repeats
+    here) a plain smoke run matches the first: "executed 0, reused 6", and the champions stay where they are."""
+    third = run_all(outputs, "--set", "permutation_repeats=2")
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    served = manifest(latest(outputs))["models"]["lead_scoring"]
+    dashboard = (latest(outputs) / "dashboard.html").read_text()
+    assert served["decided"] == "in this run" and html.escape(served["serving"]) in dashboard, "which version serves, why"
+    before = aliases(outputs)
+    first_versions = {name: model["version"] for name, model in manifest(first_run)["models"].items()}
+    assert before != first_versions, "the later runs moved both champions past the first run's versions"
+    rerun = run_all(outputs)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "executed 0, reused 6" in rerun.stdout
+    assert aliases(outputs) == before, rerun.stdout[-2000:]
+    assert "champion -> version" not in rerun.stdout
+    record = manifest(latest(outputs))
+    assert record["promotions"] == [] and record["aliases"] == before
+    for name, model in record["models"].items():
+        assert not model["applied"] and f"champion stays version {before[name]}" in model["outcome"]
+        assert f"{name}: champion stays version {before[name]}" in rerun.stdout

@@ -14,6 +14,7 @@ import pytest
 from utils.core.paths import PROJECT_ROOT
 from utils.leads import model as lm
 from utils.core import registry, tracking
+from utils.core.gate import GateRule, Holdout
 from utils.pipeline import promotions
 from utils.core.contracts import DataContractError
 
@@ -195,31 +196,28 @@ def test_a_worse_model_does_not_take_the_champion_alias(store):
     X_train, y_train = lm.split_xy(train)
     X_test, y_test = lm.split_xy(test)
     decision_file = store / "models" / "lead_scoring.json"
+    holdout = Holdout(X_test, y_test, "latest 25% of leads by created_date", dates=test["created_date"])
+    rule = GateRule("lead.auc_test", lm.roc_auc, lm.positive_proba, margin=0.01, min_rows=100, n_bootstrap=100)
+    source = {"kind": "synthetic", "source": "utils.leads.synth.generate_leads", "description": "synthetic leads"}
+    context = {"run_id": "test-run", "profile": "test", "git_commit": None, "interactive": False}
 
-    def champion_auc():
-        return registry.champion_score(registry.load_champion(lm.MODEL_NAME), X_test, y_test, lm.roc_auc,
-                                       lm.positive_proba)
+    def gate(model):
+        with mlflow.start_run():
+            uri = tracking.log_sklearn_model(model, X_train, "predict_proba")
+            return registry.register_candidate(uri, lm.MODEL_NAME, decision_file, model, holdout, rule, source,
+                                               context, "lightgbm")
 
     good = lm.build_lead_pipeline(FAST).fit(X_train, y_train)
-    assert champion_auc() is None
-    with mlflow.start_run():
-        first = registry.register_candidate(tracking.log_sklearn_model(good, X_train, "predict_proba"), lm.MODEL_NAME,
-                                            decision_file, lm.roc_auc(y_test, lm.positive_proba(good, X_test)), None,
-                                            "auc_test")
-    promotions.apply_promotions([first], promotions.MlflowRegistry())
+    first = gate(good)
+    promotions.apply_promotions([first], promotions.MlflowRegistry(), run_id="test-run")
     assert first["promote"] and registry.champion_version(lm.MODEL_NAME) == first["version"]
 
     # Trained on shuffled outcomes: no better than chance on the same holdout.
     worse = lm.build_lead_pipeline(FAST).fit(X_train, np.random.default_rng(0).permutation(y_train))
-    champion_score = champion_auc()
-    assert champion_score == pytest.approx(first["score"])
-    with mlflow.start_run():
-        second = registry.register_candidate(tracking.log_sklearn_model(worse, X_train, "predict_proba"),
-                                             lm.MODEL_NAME, decision_file,
-                                             lm.roc_auc(y_test, lm.positive_proba(worse, X_test)), champion_score,
-                                             "auc_test")
-    promotions.apply_promotions([second], promotions.MlflowRegistry())
-    assert not second["promote"]
+    second = gate(worse)
+    assert second["champion_score"] == pytest.approx(first["score"])
+    promotions.apply_promotions([second], promotions.MlflowRegistry(), run_id="test-run")
+    assert not second["promote"] and second["rule"] == "paired_comparison"
     assert registry.champion_version(lm.MODEL_NAME) == first["version"]
 
 

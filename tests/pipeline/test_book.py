@@ -100,3 +100,15 @@ def test_the_book_opens_in_a_browser_with_every_image_loaded_and_no_console_erro
     for name, seen in check_pages(sorted((run / "book").glob("*.html")), tmp_path / "profile").items():
         assert all(seen["images"]), f"{name}: an image did not load"
         assert seen["errors"] == [], f"{name}: {seen['errors']}"
+
+
+def test_the_front_page_says_what_happened_to_each_champion_and_which_version_scored(tmp_path):
+    run = fake_run(tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["models"] = {"lead_scoring": {
+        "outcome": "champion stays version 3: 03_lead_model was reused from run r0; its gate decision is history",
+        "scores_from": "as decided in run r0: serving lead_scoring v1, this run's candidate"}}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    front = book.build_book(run).read_text(encoding="utf-8")
+    assert "lead_scoring: champion stays version 3: 03_lead_model was reused from run r0" in front
+    assert "as decided in run r0: serving lead_scoring v1, this run&#x27;s candidate" in front

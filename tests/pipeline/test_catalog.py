@@ -12,7 +12,7 @@ def test_the_shipped_catalog_is_consistent():
 
 def test_upstream_steps_are_derived_from_what_a_step_reads():
     assert catalog.upstream("00_data") == ()
-    assert catalog.upstream("03_lead_model") == ("02_cleaning",)
+    assert catalog.upstream("03_lead_model") == ("00_data", "02_cleaning")  # leads_source: the model's lineage
     assert catalog.upstream("05_scoring") == ("00_data", "02_cleaning", "03_lead_model", "04_clv_model")
     assert catalog.ancestors("03_lead_model") == ("00_data", "02_cleaning")
 
@@ -42,3 +42,13 @@ def test_a_step_is_found_by_name_or_number():
     assert catalog.step("03").name == catalog.step("3").name == catalog.step("03_lead_model").name == "03_lead_model"
     with pytest.raises(catalog.CatalogError):
         catalog.step("9")
+
+
+def test_check_refuses_a_gate_whose_step_does_not_read_its_source_record(monkeypatch):
+    blind = tuple(catalog.Step(s.name, s.purpose, tuple(r for r in s.reads if r != "leads_source"))
+                  for s in catalog.STEPS)
+    monkeypatch.setattr(catalog, "STEPS", blind)
+    monkeypatch.setattr(catalog, "STEP_BY_NAME", {s.name: s for s in blind})
+    with pytest.raises(ValueError, match="gate dataset lead_model: its step 03_lead_model must read.*leads_source"):
+        catalog.check()
+    assert {d.name: d.source for d in catalog.GATE_DATASETS} == {"lead_model": "leads_source", "clv_model": "clv_source"}

@@ -13,7 +13,7 @@ import pytest
 
 from utils.core import paths
 from utils.core.hashing import sha256_bytes
-from utils.pipeline import catalog, plan, runner
+from utils.pipeline import catalog, plan, promotions, runner
 from utils.pipeline.execute import StepFailed
 from utils.pipeline.plan import RunOptions
 
@@ -22,7 +22,8 @@ DEPENDS = {
     "leads_raw": ["n_leads"], "leads_new": ["n_new_leads"],
     "clv_customers": ["n_customers"], "clv_web_actions": ["n_customers"], "clv_campaigns": ["n_customers"],
     "clv_purchases": ["n_customers"],
-    "raw_snapshot": ["leads_raw", "leads_new", "clv_customers"],
+    "raw_snapshot": ["leads_raw", "leads_new", "clv_customers"], "leads_source": ["leads_raw"],
+    "clv_source": ["clv_customers"],
     "leads_clean": ["leads_raw"], "leads_new_clean": ["leads_new", "leads_raw"], "lead_cleaning_report": ["leads_raw"],
     "clv_train": ["clv_purchases", "clv_customers"], "clv_score": ["clv_purchases"], "clv_feature_report": ["clv_purchases"],
     "leads_scored": ["leads_new_clean", "lead_model"], "customers_scored": ["clv_score", "clv_model"],
@@ -31,12 +32,17 @@ DEPENDS = {
 
 
 class FakeExecutor:
-    def __init__(self, registry: FakeRegistry, fail: str | None = None):
-        self.registry, self.fail, self.executed = registry, fail, []
+    """Writes each step's datasets; a model step registers a version and records a gate decision as 03/04 do:
+    against the champion as it is when the step runs, taken in this run (``promote``: what the gate says)."""
+
+    def __init__(self, registry: FakeRegistry, fail: str | None = None, promote: bool = True, during=None):
+        self.registry, self.fail, self.promote, self.during, self.executed = registry, fail, promote, during, []
 
     def execute(self, step, run, parameters, progress):
         if step.name == self.fail:
             raise StepFailed(step.name, f"{step.name} failed in cell 7: `boom`")
+        if self.during:
+            self.during(step.name, self.registry)
         self.executed.append(step.name)
         (run / "notebooks").mkdir(parents=True, exist_ok=True)
         (run / "notebooks" / f"{step.name}.ipynb").write_text("{}")
@@ -48,8 +54,12 @@ class FakeExecutor:
             path.parent.mkdir(parents=True, exist_ok=True)
             if ds.model:
                 version = self.registry.register(ds.model)
-                path.write_text(json.dumps({"name": ds.model, "version": version, "promote": True,
-                                            "reason": "no champion yet"}))
+                champion = self.registry.aliases.get(ds.model)
+                path.write_text(json.dumps({
+                    "name": ds.model, "version": version, "promote": self.promote, "run_id": run.name,
+                    "reason": "no champion yet" if champion is None else f"compared with version {champion}",
+                    "champion_version": champion, "serves": version if self.promote or not champion else champion,
+                    "serving": f"{ds.model} v{version} serves", "lineage": {"run_id": run.name}}))
             else:
                 path.write_text(self._content(DEPENDS[ds.name], run, parameters))
         (run / "metrics").mkdir(exist_ok=True)
@@ -107,10 +117,10 @@ class Harness:
     def __init__(self):
         self.registry = FakeRegistry()
 
-    def run(self, *overrides, fail=None, force=False):
+    def run(self, *overrides, fail=None, force=False, promote=True, during=None):
         options = RunOptions(profile="smoke", overrides=tuple(overrides), force=force, progress=False)
         planned = plan.make_plan(options)
-        executor = FakeExecutor(self.registry, fail)
+        executor = FakeExecutor(self.registry, fail, promote, during)
         tracker = FakeTracker()
         if plan.up_to_date(planned, options) is not None:
             return None, executor, tracker
@@ -175,19 +185,78 @@ def test_a_failed_step_moves_neither_latest_nor_the_champions(outputs):
     assert manifest["status"] == "failed" and manifest["steps"]["03_lead_model"]["status"] == "failed"
     assert json.loads((failed[0] / "status.json").read_text())["status"] == "failed"
     # only successful runs are reused from: the failed run's executed steps run again
-    run, executor, _ = h.run("n_leads=7000")
+    _, executor, _ = h.run("n_leads=7000")
     assert "00_data" in executor.executed
 
 
-def test_a_reused_steps_old_promotion_is_never_applied_again(outputs):
+def test_the_issue_sequence_three_runs_then_a_rerun_matching_the_first_rolls_nothing_back(outputs, capsys):
+    """Issue 11, point 1: runs A, B, C with different parameters each promote; a rerun with A's parameters reuses
+    every step from A, and A's old promotion files must not move the champion back to version 1."""
     h = Harness()
-    h.run()                       # promotes version 1 of both models
-    h.run("n_leads=7000", "n_customers=2500")  # promotes version 2 of both
-    assert h.registry.aliases == {"lead_scoring": "2", "clv": "2"}
-    run, executor, _ = h.run()    # the first run's parameters: every step is reused from it
+    h.run()                                       # A: version 1 of both
+    h.run("n_leads=7000", "n_customers=2500")     # B: version 2
+    h.run("n_leads=8000", "n_customers=3000")     # C: version 3
+    assert h.registry.aliases == {"lead_scoring": "3", "clv": "3"}
+    capsys.readouterr()
+    run, executor, _ = h.run()                    # D: A's parameters, every step reused from A
+    out = capsys.readouterr().out
     assert executor.executed == [] and steps_by_status(run)["reused"] == ALL
-    assert h.registry.aliases == {"lead_scoring": "2", "clv": "2"}, "no rollback to version 1"
-    assert json.loads((run / "manifest.json").read_text())["promotions"] == []
+    assert "executed 0, reused 6" in out
+    assert h.registry.aliases == {"lead_scoring": "3", "clv": "3"}, "no rollback to version 1"
+    assert "-> version 1" not in out, "the reused promotion of run A is not applied again"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["promotions"] == [] and manifest["aliases"] == {"lead_scoring": "3", "clv": "3"}
+    model = manifest["models"]["lead_scoring"]
+    assert model["applied"] is False and model["version"] == "1" and model["champion_now"] == "3"
+    assert model["lineage"]["run_id"] != run.name, "the lineage of the version run A registered"
+    assert "champion stays version 3" in model["outcome"] and "is history" in model["outcome"]
+    assert "champion stays version 3: 03_lead_model was reused from run" in out
+
+
+def test_only_the_executed_steps_decisions_are_applied(outputs):
+    h = Harness()
+    h.run()
+    h.run("n_leads=7000")                          # 03 executed (lead v2), 04 reused (clv stays 1)
+    assert h.registry.aliases == {"lead_scoring": "2", "clv": "1"}
+    assert h.registry.versions == {"lead_scoring": 2, "clv": 1}
+
+
+def test_a_rejected_candidate_is_registered_but_never_promoted(outputs, capsys):
+    h = Harness()
+    h.run()
+    run, _, _ = h.run("n_leads=7000", promote=False)
+    assert h.registry.aliases["lead_scoring"] == "1" and h.registry.versions["lead_scoring"] == 2
+    model = json.loads((run / "manifest.json").read_text())["models"]["lead_scoring"]
+    assert model["applied"] is False and model["serves"] == "1" and model["outcome"].startswith("not promoted")
+
+
+def test_a_champion_moved_since_the_gate_compared_is_not_replaced(outputs, capsys):
+    """Compare and set: 03 compared with version 1, then (while 05 runs) someone points champion at version 7."""
+    h = Harness()
+    h.run()
+
+    def move_by_hand(step, registry):
+        if step == "05_scoring":
+            registry.aliases["lead_scoring"] = "7"
+
+    run, _, _ = h.run("n_leads=7000", during=move_by_hand)
+    assert h.registry.aliases["lead_scoring"] == "7", "the candidate was judged against version 1, not 7"
+    model = json.loads((run / "manifest.json").read_text())["models"]["lead_scoring"]
+    assert model["applied"] is False
+    assert "champion moved from version 1 to version 7 since this run's gate compared" in model["outcome"]
+    assert "champion moved from version 1 to version 7" in capsys.readouterr().out
+
+
+def test_apply_promotions_refuses_a_decision_of_another_run():
+    registry = FakeRegistry()
+    registry.aliases = {"clv": "2"}
+    decision = {"name": "clv", "version": "3", "promote": True, "reason": "r", "champion_version": "2",
+                "run_id": "run-A"}
+    [outcome] = promotions.apply_promotions([decision], registry, run_id="run-B")
+    assert outcome["applied"] is False and "taken in run run-A, not in this run run-B" in outcome["outcome"]
+    assert registry.aliases == {"clv": "2"}
+    [outcome] = promotions.apply_promotions([decision], registry, run_id="run-A")
+    assert outcome["applied"] is True and registry.aliases == {"clv": "3"}
 
 
 def test_force_reexecutes_every_step(outputs):
@@ -219,7 +288,7 @@ def test_a_run_carried_by_several_processes_ends_like_one_run(outputs):
     executor, tracker = FakeExecutor(h.registry), FakeTracker()
     state = runner.begin_run(options, plan.make_plan(options), tracker, check_inputs=lambda p: None)
     assert json.loads((state.run / "status.json").read_text())["status"] == "running"
-    with pytest.raises(StepFailed, match="03_lead_model needs 02_cleaning first"):
+    with pytest.raises(StepFailed, match="03_lead_model needs 00_data, 02_cleaning first"):
         runner.run_step(runner.resume_run(state.run_id), "03", executor, tracker)
     for step in ALL:
         runner.run_step(runner.resume_run(state.run_id), step, executor, tracker)

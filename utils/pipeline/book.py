@@ -234,6 +234,10 @@ def index_page(run: Path, manifest: dict, notebooks: dict[str, dict]) -> str:
     scoring = manifest.get("promotions") or []
     promoted = "".join(f"<li>{html.escape(d['name'])} version {html.escape(str(d['version']))}: "
                        f"{html.escape(d['reason'])}</li>" for d in scoring) or "<li>none in this run</li>"
+    if manifest.get("models"):  # per model: what happened to the alias, and which version scored this run
+        promoted = "".join(f"<li>{html.escape(name)}: {html.escape(str(m.get('outcome')))}"
+                           f'<br><span class="muted">{html.escape(str(m.get("scores_from") or ""))}</span></li>'
+                           for name, m in manifest["models"].items())
     body = (f'<div class="card"><h2>The flow</h2>{flow_svg(set(notebooks))}</div>'
             f'<div class="card"><h2>Champions after this run</h2><ul>{promoted}</ul>'
             f'<p class="muted">aliases: {html.escape(json.dumps(manifest.get("aliases", {})))}</p></div>'

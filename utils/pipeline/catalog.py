@@ -26,6 +26,7 @@ class Dataset:
     description: str
     csv_copy: bool = False  # a parquet table that people read gets a CSV twin beside it
     model: str | None = None  # for a gate record: the registered model's name
+    source: str | None = None  # for a gate record: the dataset saying what its model was trained on
 
     def location(self, run: Path) -> Path:
         return Path(run) / self.path
@@ -60,6 +61,10 @@ DATASETS: tuple[Dataset, ...] = (
     Dataset("clv_campaigns", "00_data", "data/clv_campaigns.parquet", "parquet", "campaigns sent to customers"),
     Dataset("clv_purchases", "00_data", "data/clv_purchases.parquet", "parquet", "customers' purchases, net of refunds"),
     Dataset("raw_snapshot", "00_data", "data/raw_snapshot.json", "json", "sha256, rows and source of every raw table"),
+    Dataset("leads_source", "00_data", "data/leads_source.json", "json",
+            "where the labelled leads came from: the generator and its parameters, or your file (sha256, rows)"),
+    Dataset("clv_source", "00_data", "data/clv_source.json", "json",
+            "where the customers came from: the generator and its parameters, or your files (sha256, rows)"),
     # 02_cleaning
     Dataset("leads_clean", "02_cleaning", "data/leads_clean.parquet", "parquet", "clean labelled leads (model table)"),
     Dataset("leads_new_clean", "02_cleaning", "data/leads_new_clean.parquet", "parquet",
@@ -74,9 +79,10 @@ DATASETS: tuple[Dataset, ...] = (
             "customers per status, countries without GDP, the feature list"),
     # 03_lead_model, 04_clv_model: the registered candidate and its gate decision
     Dataset("lead_model", "03_lead_model", "models/lead_scoring.json", "json",
-            "registered lead_scoring version and its promotion-gate decision", model="lead_scoring"),
+            "registered lead_scoring version, its lineage and promotion-gate decision", model="lead_scoring",
+            source="leads_source"),
     Dataset("clv_model", "04_clv_model", "models/clv.json", "json",
-            "registered clv version and its promotion-gate decision", model="clv"),
+            "registered clv version, its lineage and promotion-gate decision", model="clv", source="clv_source"),
     # 05_scoring
     Dataset("leads_scored", "05_scoring", "data/leads_scored.parquet", "parquet",
             "new leads with P(application complete)", csv_copy=True),
@@ -94,8 +100,8 @@ STEPS: tuple[Step, ...] = (
          ("leads_raw", "clv_customers", "clv_web_actions", "clv_campaigns", "clv_purchases")),
     Step("02_cleaning", "CodePro lead cleaning; CLV first-window features, target and GDP",
          ("leads_raw", "leads_new", "clv_customers", "clv_web_actions", "clv_campaigns", "clv_purchases")),
-    Step("03_lead_model", "lead scoring model, its read-outs and promotion gate", ("leads_clean",)),
-    Step("04_clv_model", "customer lifetime value models and promotion gate", ("clv_train",)),
+    Step("03_lead_model", "lead scoring model, its read-outs and promotion gate", ("leads_clean", "leads_source")),
+    Step("04_clv_model", "customer lifetime value models and promotion gate", ("clv_train", "clv_source")),
     Step("05_scoring", "scoring new leads and customers, drift, dashboard",
          ("leads_new_clean", "clv_score", "leads_clean", "clv_train", "lead_model", "clv_model", "raw_snapshot",
           "clv_customers")),
@@ -164,6 +170,9 @@ def check() -> None:
             raise ValueError(f"dataset {d.name}: produced by unknown step {d.step!r}")
         if not d.path.endswith("." + d.format):
             raise ValueError(f"dataset {d.name}: path {d.path} does not end in .{d.format}")
+        if d.model and (d.source is None or d.source not in step(d.step).reads):
+            raise ValueError(f"gate dataset {d.name}: its step {d.step} must read the source record of its "
+                             f"training data (source={d.source!r})")
     for s in STEPS:
         for name in s.reads:
             producer = dataset(name).step

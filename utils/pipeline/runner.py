@@ -232,9 +232,12 @@ def finish_run(state: RunState, tracker: Tracker | None = None, registry: promot
     metrics = merge_metrics(run, [s.name for s in catalog.STEPS])
     tracker.log_metrics(state.parent_id, metrics)
     executed = [name for name, r in state.records.items() if r.status == "executed"]
-    applied = promotions.apply_promotions(promotions.decisions(run, executed), registry)
-    manifest["promotions"] = applied
-    manifest["aliases"] = registry.champions()
+    # Only decisions taken by this run's executed steps, against the champion as it is now (compare and set).
+    outcomes = promotions.apply_promotions(promotions.decisions(run, executed), registry, state.run_id)
+    aliases = registry.champions()
+    manifest["promotions"] = [o for o in outcomes if o["applied"]]
+    manifest["models"] = promotions.model_records(run, manifest["steps"], outcomes, aliases)
+    manifest["aliases"] = aliases
     manifest["status"] = "succeeded"
     started = datetime.fromisoformat(manifest["started"]).timestamp()
     manifest["seconds"] = round(time.time() - started, 2)
@@ -251,8 +254,10 @@ def finish_run(state: RunState, tracker: Tracker | None = None, registry: promot
         say(f"    warning: the book of the run was not written ({type(err).__name__}: {err}); `make book` retries")
     say(f"run {state.run_id} succeeded in {manifest['seconds']:.1f} s: executed {len(executed)}, "
         f"reused {len(state.records) - len(executed)}; outputs/latest -> runs/{state.run_id}")
-    for decision in applied:
-        say(f"    champion: {decision['name']} -> version {decision['version']} ({decision['reason']})")
+    for name, model in manifest["models"].items():
+        say(f"    {name}: {model['outcome']}")
+        if model.get("scores_from"):
+            say(f"        this run's scores: {model['scores_from']}")
     return run
 
 

@@ -5,6 +5,7 @@
     step.save_table(gains, "lead_gains_by_decile")  # tables/, logged to MLflow
     step.save_figure(fig, "lead_gains")             # figures/, logged to MLflow
     step.record_metrics({"lead.auc_test": auc})     # metrics/<step>.json and MLflow
+    step.register_candidate("lead_model", uri, model, holdout, rule, "lightgbm on 4,800 leads")  # the gate's record
     step.close()                                    # ends the MLflow run, returns the versions table
 
 ``open_step`` reads the notebook's parameters from its namespace, logs every one of them
@@ -23,10 +24,11 @@ import matplotlib
 import mlflow
 import pandas as pd
 
-from utils.core import env, paths, registry, tracking
+from utils.core import env, gate, paths, registry, tracking
 from utils.core.files import read_json, write_json
 from utils.core.io import write_parquet
 from utils.pipeline import catalog, execute
+from utils.pipeline.manifest import git_state
 from utils.pipeline.params import RUNNER_PARAMETERS, declared_parameters
 
 
@@ -113,20 +115,37 @@ class StepContext:
 
     # -- models -------------------------------------------------------------------------------
 
-    def register_candidate(self, dataset: str, model_uri: str, score: float, champion_score: float | None,
-                           metric: str, higher_is_better: bool = True, champion_note: str | None = None) -> dict:
-        """Register the model and record the gate decision as this step's gate dataset (see core.registry)."""
+    def register_candidate(self, dataset: str, model_uri: str, model: Any, holdout: gate.Holdout, rule: gate.GateRule,
+                           trained_on: str) -> dict:
+        """Judge the model against the champion, register it with its lineage, record the decision as ``dataset``.
+
+        The lineage comes from the gate dataset's source record (``leads_source``, ``clv_source``)
+        and this run; see :func:`utils.core.registry.register_candidate`. Run by hand, the
+        version is tagged interactive, and nothing ever moves the alias for it.
+        """
         ds = self._declared(dataset, writing=True)
-        decision = registry.register_candidate(model_uri, ds.model, ds.location(self.run), score, champion_score,
-                                               metric, higher_is_better, champion_note)
-        if self.interactive:
-            mlflow.MlflowClient().set_model_version_tag(ds.model, decision["version"], "lead2value.interactive", "true")
-        return decision
+        return registry.register_candidate(model_uri, ds.model, ds.location(self.run), model, holdout, rule,
+                                           self.load(ds.source), self.run_context(), trained_on)
+
+    def run_context(self) -> dict[str, Any]:
+        """Run id, profile and code commit of this step's run (lineage): the run's manifest, else git itself."""
+        manifest_file = self.run / "manifest.json"
+        manifest = read_json(manifest_file) if not self.interactive and manifest_file.is_file() else {}
+        git = manifest.get("git") or git_state()
+        return {"run_id": "interactive" if self.interactive else self.run.name,
+                "profile": manifest.get("profile", "interactive" if self.interactive else "unknown"),
+                "git_commit": git.get("commit"), "git_dirty": git.get("dirty"), "interactive": self.interactive,
+                "mlflow_run_id": self.mlflow_run_id}
 
     def serving_model_uri(self, dataset: str) -> str:
         """The version this run serves for a gate dataset it reads: the one its gate chose, else the champion."""
         ds = self._declared(dataset, writing=False)
         return registry.serving_model_uri(ds.model, ds.location(self.run))
+
+    def serving_note(self, dataset: str) -> str:
+        """Which version this run serves for a gate dataset it reads, why, and its score on the run's holdout."""
+        ds = self._declared(dataset, writing=False)
+        return registry.serving_summary(ds.model, ds.location(self.run))
 
     def close(self) -> pd.DataFrame:
         """End the step's MLflow run; returns the versions this ran on (the notebook's last output)."""

@@ -1,0 +1,86 @@
+"""The step context's registry calls: lineage from the run, and a notebook session that never promotes
+(issue 11, point 2)."""
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from utils.core import registry, tracking
+from utils.core.gate import GateRule, Holdout
+from utils.pipeline import catalog, promotions
+from utils.pipeline.steps import open_step
+
+SOURCE = {"kind": "synthetic", "source": "utils.leads.synth.generate_leads", "sha256": "a" * 64, "rows": 300,
+          "parameters": {"n_leads": 300}, "description": "synthetic leads (n_leads=300)"}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.configure()
+    yield tmp_path
+    if mlflow.active_run():
+        mlflow.end_run()
+
+
+def candidate():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 2)), columns=["a", "b"])
+    y = (X["a"] + rng.normal(size=300) > 0).astype(int).to_numpy()
+    model = LogisticRegression().fit(X.iloc[:200], y[:200])
+    rule = GateRule("lead.auc_test", roc_auc_score, lambda m, frame: m.predict_proba(frame)[:, 1], margin=0.01,
+                    min_rows=50, n_bootstrap=50)
+    return X, model, Holdout(X.iloc[200:], y[200:], "latest third"), rule
+
+
+def open_lead_step(run_dir, mlflow_run_id=""):
+    step = open_step("03_lead_model", {"run_dir": str(run_dir), "mlflow_run_id": mlflow_run_id, "random_seed": 42})
+    catalog.dataset("leads_source").location(step.run).write_text(json.dumps(SOURCE))
+    return step
+
+
+def test_a_notebook_session_registers_tagged_interactive_and_never_moves_champion(store):
+    """Issue 11, point 2: 03 run by hand registers a version but the champion stays, and no run applies its record."""
+    X, model, holdout, rule = candidate()
+    step = open_lead_step(store / "interactive")
+    assert step.interactive
+    uri = tracking.log_sklearn_model(model, X, "predict_proba")
+    decision = step.register_candidate("lead_model", uri, model, holdout, rule, "logistic regression on 200 rows")
+    step.close()
+    assert decision["promote"] and decision["rule"] == "no_champion" and decision["run_id"] == "interactive"
+    assert registry.champion_version("lead_scoring") is None, "a notebook session never moves the alias"
+    tags = MlflowClient().get_model_version("lead_scoring", decision["version"]).tags
+    assert tags["lead2value.interactive"] == "true" and tags["lead2value.profile"] == "interactive"
+    assert tags["lead2value.data"] == SOURCE["description"]
+    # Even if its record reached a run's bookkeeping, a decision not taken in that run is not applied.
+    [outcome] = promotions.apply_promotions([decision], promotions.MlflowRegistry(),
+                                            run_id="20260101-000000-smoke-abcd")
+    assert not outcome["applied"] and registry.champion_version("lead_scoring") is None
+
+
+def test_under_run_all_the_lineage_names_the_run_profile_and_commit(store):
+    X, model, holdout, rule = candidate()
+    run = store / "runs" / "20260101-000000-smoke-abcd"
+    run.mkdir(parents=True)
+    git = {"commit": "c0ffee" * 6, "dirty": False}
+    (run / "manifest.json").write_text(json.dumps({"profile": "smoke", "git": git}))
+    tracking.configure()
+    parent = mlflow.MlflowClient().create_run(mlflow.get_experiment_by_name(tracking.EXPERIMENT_NAME).experiment_id)
+    step = open_lead_step(run, mlflow_run_id=parent.info.run_id)
+    assert not step.interactive
+    assert step.run_context() | {"mlflow_run_id": None} == {
+        "run_id": run.name, "profile": "smoke", "git_commit": "c0ffee" * 6, "git_dirty": False, "interactive": False,
+        "mlflow_run_id": None}
+    uri = tracking.log_sklearn_model(model, X, "predict_proba")
+    decision = step.register_candidate("lead_model", uri, model, holdout, rule, "logistic regression")
+    step.close()
+    assert decision["run_id"] == run.name and decision["source"] == SOURCE
+    assert step.serving_note("lead_model") == decision["serving"]
+    assert step.serving_model_uri("lead_model") == f"models:/lead_scoring/{decision['version']}"
+    run_tags = MlflowClient().get_run(parent.info.run_id).data.tags
+    assert run_tags["lead2value.data_kind"] == "synthetic" and run_tags["gate.lead_scoring.promote"] == "True"
