@@ -14,17 +14,26 @@ A scheduler runs one notebook per task (see dags/): `--begin` prints the run id,
 Steps whose inputs, code and parameters did not change since a successful run are
 reused, not re-executed. The steps and datasets are declared in utils/pipeline/catalog.py,
 the run itself lives in utils/pipeline/runner.py.
+
+Exit codes: 0 done (or nothing to do); 1 a notebook failed; 2 refused before anything
+ran (a parameter, an input file, the machine: the message names it); 3 another run
+holds the lock; 130 interrupted (Ctrl-C). No traceback unless --debug.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
 
 from utils.core.contracts import DataContractError
-from utils.pipeline import catalog, compare, plan
+from utils.pipeline import catalog, compare, environment, plan
 from utils.pipeline import params as params_mod
 from utils.pipeline.execute import StepFailed
 from utils.pipeline.lock import RunLockedError, close_lease, open_lease, run_lock
+
+UNCHANGED = "earlier runs, outputs/latest and the champion aliases are unchanged"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -37,6 +46,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--force-from", metavar="NN", help="re-execute step NN and every later step")
     parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="print what differs between two runs")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     stepwise = parser.add_argument_group("one step per process (for a scheduler)")
     stepwise.add_argument("--begin", action="store_true", help="begin a run and print its id; run no step")
     stepwise.add_argument("--run", metavar="RUN_ID", help="the run begun with --begin that --step/--finish/--abandon act on")
@@ -54,6 +64,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {UNCHANGED}.", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 (one line, not a traceback, unless --debug)
+        if args.debug:
+            raise
+        print(f"error: {type(err).__name__}: {err}\n(unexpected: run again with --debug for the traceback; "
+              f"{UNCHANGED})", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
     if args.compare:
         try:
             print("\n".join(compare.compare_runs(*args.compare)))
@@ -66,19 +90,22 @@ def main(argv: list[str] | None = None) -> int:
         force_from=args.force_from, progress=not args.no_progress and sys.stderr.isatty(),
     )
     try:
+        environment.check_outputs_writable()
         if args.run:
             return stepwise(args)
         with run_lock():
+            for run_id in environment.mark_stale_runs():
+                print(f"marked run {run_id} killed: it was left 'running' by a run_all.py that is gone")
             planned = plan.make_plan(options)
+            for note in planned.notes:
+                print(f"input path {note}")
             last = plan.up_to_date(planned, options)
             if last is not None and not args.begin:
                 print(f"nothing to do: all {len(catalog.STEPS)} steps are up to date with run {last['run_id']} "
                       f"(same notebooks, parameters, inputs, utils code and lock). "
                       f"Use --force or --force-from NN to re-execute.")
                 return 0
-            # MLflow and papermill load in a second or two: not needed for --compare or a no-op.
-            from utils.pipeline import runner
-
+            runner = load_runner()
             if args.begin:
                 state = runner.begin_run(options, planned)
                 open_lease(state.run_id)
@@ -86,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             runner.run_pipeline(options, planned)
     except params_mod.ParameterError as err:
-        print(f"error: {err}\nnothing was run.", file=sys.stderr)
+        print(f"error: {err}\nnothing was run; {UNCHANGED}.", file=sys.stderr)
         return 2
     except DataContractError as err:
-        print(f"error: bad input: {err}\nnothing was run; earlier runs, outputs/latest and the champion aliases are unchanged.",
-              file=sys.stderr)
+        print(f"error: bad input: {err}\nnothing was run; {UNCHANGED}.", file=sys.stderr)
+        return 2
+    except environment.EnvironmentProblem as err:
+        print(f"error: {err}\nnothing was run; {UNCHANGED}.", file=sys.stderr)
         return 2
     except RunLockedError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -101,17 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     except StepFailed as err:
         print(f"\nerror: {err}\noutputs/latest and the champion aliases are unchanged.", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: outputs/latest and the champion aliases are unchanged.", file=sys.stderr)
-        return 130
     return 0
 
 
 def stepwise(args: argparse.Namespace) -> int:
     """One step, the finish or the abandon of a run begun with --begin (in its own process)."""
-    from utils.pipeline import runner
-
     with run_lock(for_run=args.run):
+        # The leased run is legitimately "running" between its processes; any other is a dead one's.
+        for run_id in environment.mark_stale_runs(keep=args.run):
+            print(f"marked run {run_id} killed: it was left 'running' by a run_all.py that is gone")
+        runner = load_runner()
         state = runner.resume_run(args.run)
         if args.abandon:
             runner.fail_run(state, "abandoned (run_all.py --abandon)")
@@ -125,5 +153,32 @@ def stepwise(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_runner():  # noqa: ANN201 (the module)
+    """The runner, once the tracking server answers (a missing server would hang MLflow for minutes)."""
+    environment.probe_tracking_server()
+    # MLflow's INFO lines ("Creating initial MLflow database tables...") are not the user's business.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # MLflow and papermill load in a second or two: not needed for --compare or a no-op.
+    from utils.pipeline import runner
+
+    return runner
+
+
+def _quiet_interrupts() -> None:
+    """Ctrl-C: one line. A second Ctrl-C while the kernel is being stopped ends the process at once."""
+    def interrupted(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, again)
+        # The notebook client logs the kernel it is stopping as "died": not news after a Ctrl-C.
+        logging.disable(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+    def again(signum: int, frame: object) -> None:
+        print("\ninterrupted again: stopping at once.", file=sys.stderr, flush=True)
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, interrupted)
+
+
 if __name__ == "__main__":
+    _quiet_interrupts()
     sys.exit(main())

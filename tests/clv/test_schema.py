@@ -3,7 +3,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils.clv.schema import read_clv_sources, validate_clv_sources, validate_transactions
+from utils.clv.schema import (
+    clv_date_spec,
+    read_clv_sources,
+    read_transactions,
+    tx_date_spec,
+    validate_clv_sources,
+    validate_transactions,
+)
 from tests.helpers import assert_contract_error
 from utils.core.contracts import DataContractError
 
@@ -112,7 +119,7 @@ COLUMNS = {"invoice": "InvoiceNo", "product": "StockCode", "quantity": "Quantity
 
 def transactions(**overrides):
     frame = pd.DataFrame({"InvoiceNo": ["536365", "536365", "536366"], "StockCode": ["A", "B", "A"],
-                          "Quantity": [6, 2, -1], "InvoiceDate": ["12/1/2010 8:26", "12/1/2010 8:26", "12/1/2010 8:28"],
+                          "Quantity": [6, 2, -1], "InvoiceDate": ["12/1/2010 8:26", "12/1/2010 8:26", "12/13/2010 8:28"],
                           "UnitPrice": [2.55, 3.39, 1.85], "CustomerID": [17850.0, 17850.0, 0.0],
                           "Country": ["United Kingdom"] * 3, "Description": ["x", "y", "z"]})
     for column, values in overrides.items():
@@ -144,3 +151,50 @@ def test_transactions_bad_values_raise():
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def test_clv_headers_are_matched_and_dates_read_with_the_clv_parameters(tmp_path):
+    pd.DataFrame({" Customer_ID": [1, 2], "signup_date": ["05/01/2021", "03/04/2021"], "age": [30, 40],
+                  "gender": ["f", "m"], "country": ["EIRE", "USA"]}).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame({"customer_id": [1], "order_id": [5], "timestamp": ["13/01/2021 10:00"], "amount": [9.5],
+                  "n_items": [1]}).to_csv(tmp_path / "p.csv", index=False)
+    files = {"customers": tmp_path / "c.csv", "purchases": tmp_path / "p.csv"}
+    with pytest.raises(DataContractError, match="column 'signup_date'.*clv_dayfirst=true"):
+        read_clv_sources(files)
+    sources = read_clv_sources(files, clv_date_spec("", dayfirst=True))
+    assert sources["customers"]["signup_date"].tolist() == [pd.Timestamp("2021-01-05"), pd.Timestamp("2021-04-03")]
+    report = validate_clv_sources(sources, {k: str(v) for k, v in files.items()}, as_of=pd.Timestamp("2030-01-01"))
+    assert report.counts["headers_matched"] == 1
+
+
+def test_purchases_without_a_positive_amount_are_refused():
+    refunds = clv()["purchases"].assign(amount=[-10.5, 0.0])
+    error = assert_contract_error("amount", validate_clv_sources, clv(purchases=refunds), FILES)
+    assert "no purchase with a positive amount" in str(error)
+
+
+def test_transactions_read_with_uk_dates_need_tx_date_format(tmp_path):
+    path = tmp_path / "tx.csv"
+    transactions(InvoiceDate=["01/12/2010 08:26", "01/12/2010 08:26", "03/12/2010 08:28"]).to_csv(path, index=False)
+    with pytest.raises(DataContractError, match="column 'InvoiceDate'.*tx_dayfirst=true"):
+        read_transactions(path, COLUMNS)
+    frame = read_transactions(path, COLUMNS, tx_date_spec("%d/%m/%Y %H:%M"))
+    assert frame["InvoiceDate"].tolist()[2] == pd.Timestamp("2010-12-03 08:28")
+    report = validate_transactions(frame, COLUMNS, str(path), as_of=pd.Timestamp("2030-01-01"))
+    assert report.counts == {"unknown_customer_lines": 1, "return_lines": 1}
+
+
+def test_transactions_user_columns_are_matched_after_case_folding(tmp_path):
+    path = tmp_path / "tx.csv"
+    transactions().rename(columns={"CustomerID": "customerid "}).to_csv(path, index=False)
+    frame = read_transactions(path, COLUMNS)
+    assert "CustomerID" in frame.columns
+    assert validate_transactions(frame, COLUMNS, str(path), as_of=pd.Timestamp("2030-01-01")).counts["headers_matched"] == 1
+
+
+def test_transactions_without_customers_or_spend_are_refused():
+    error = assert_contract_error("CustomerID", validate_transactions, transactions(CustomerID=[None, 0.0, None]),
+                                  COLUMNS, "tx")
+    assert "no line has a customer id" in str(error)
+    error = assert_contract_error("Quantity", validate_transactions, transactions(Quantity=[-1, -2, -1]), COLUMNS, "tx")
+    assert "positive amount" in str(error)

@@ -77,3 +77,52 @@ def test_check_utf8_accepts_multibyte_characters_across_blocks(tmp_path, monkeyp
     path.write_bytes(b"city\nM\xfcnchen\n")
     with pytest.raises(DataContractError, match="line 2"):
         io.check_utf8(path)
+
+
+def test_the_separator_is_sniffed_and_noted(tmp_path):
+    path = tmp_path / "leads.csv"
+    path.write_text("a;b;c\n1;2,5;3\n4;5;6\n")
+    frame = io.read_table(path)
+    assert list(frame.columns) == ["a", "b", "c"] and frame["b"].tolist() == ["2,5", "5"]
+    assert frame.attrs["lead2value.read_notes"][0][0] == "separator_sniffed"
+    comma = tmp_path / "comma.csv"
+    comma.write_text("a,b\n1,2\n")
+    assert "lead2value.read_notes" not in io.read_table(comma).attrs
+
+
+def test_a_separator_that_cannot_be_told_asks_for_csv_sep(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a;b;c\n1;2;3\n4;5\n")
+    with pytest.raises(DataContractError, match="this looks semicolon-separated .* set csv_sep=semicolon"):
+        io.read_table(path)
+    frame = io.read_table(path, sep="comma")  # as told: one column, the schema will say what is missing
+    assert list(frame.columns) == ["a;b;c"]
+    with pytest.raises(DataContractError, match="csv_sep='space' is not one of auto, comma"):
+        io.read_table(path, sep="space")
+
+
+def test_csv_sep_is_used_as_given(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("a|b\n1|2\n")
+    frame = io.read_table(path, sep="pipe")
+    assert list(frame.columns) == ["a", "b"] and frame.attrs["lead2value.read_notes"][0][0] == "separator_given"
+
+
+def test_duplicated_headers_are_refused_not_renamed(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text(",city_mapped,x,city_mapped\n0,pune,1,delhi\n")
+    with pytest.raises(DataContractError, match="duplicated header: 'city_mapped' \\(column 2\\)"):
+        io.read_table(path)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    parquet = tmp_path / "dup.parquet"
+    pq.write_table(pa.table([[1], [2]], names=["city_mapped", "city_mapped"]), parquet)
+    with pytest.raises(DataContractError, match="duplicated header"):
+        io.read_table(parquet)
+
+
+def test_the_frame_notes_when_its_file_was_written(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("a\n1\n")
+    written = pd.Timestamp(io.read_table(path).attrs["lead2value.written_at"])
+    assert abs(written - pd.Timestamp.now()) < pd.Timedelta(minutes=5)

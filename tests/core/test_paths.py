@@ -16,10 +16,15 @@ def test_run_dir_defaults_to_interactive_and_creates_subfolders(tmp_path, monkey
     assert all((run / sub).is_dir() for sub in ("data", "figures", "tables"))
 
 
-def test_relative_paths_are_taken_from_the_project_root(tmp_path, monkeypatch):
+def test_relative_input_paths_are_taken_from_where_the_user_stands(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert paths.resolve_input("data/x.csv") == paths.PROJECT_ROOT / "data" / "x.csv"
+    assert paths.resolve_input("data/x.csv") == tmp_path / "data" / "x.csv"
+    assert paths.resolve_input("data/x.csv", base=paths.PROJECT_ROOT) == paths.PROJECT_ROOT / "data" / "x.csv"
     assert paths.resolve_input(str(tmp_path / "y.csv")) == tmp_path / "y.csv"
+
+
+def test_the_project_own_run_folders_are_taken_from_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     run = paths.run_dir(str(tmp_path / "r"))
     assert run == tmp_path / "r" and (run / "data").is_dir()
     monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path / "project")

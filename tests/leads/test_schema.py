@@ -9,6 +9,7 @@ from utils.core.io import write_parquet
 from utils.leads.schema import (
     INTERACTION_COLUMNS,
     LEADS_COLUMNS,
+    date_spec,
     leads_levels,
     read_leads,
     validate_raw_leads,
@@ -192,3 +193,55 @@ def test_leads_column_order_is_the_raw_export():
 
 
 # --- CLV --------------------------------------------------------------------------------------
+
+
+def test_headers_differing_only_in_case_or_spaces_are_matched_and_counted(tmp_path):
+    path = raw_leads_csv(tmp_path / "leads.csv")
+    lines = path.read_text().splitlines()
+    lines[0] = lines[0].replace("created_date", " Created_Date ").replace("city_mapped", "CITY_MAPPED")
+    path.write_text("\n".join(lines) + "\n")
+    leads = read_leads(path)
+    assert list(leads.columns) == list(LEADS_COLUMNS)
+    report = validate_raw_leads(leads, str(path), as_of=pd.Timestamp("2030-01-01"))
+    assert report.counts["headers_matched"] == 2
+
+
+def test_a_semicolon_export_is_sniffed(tmp_path):
+    path = raw_leads_csv(tmp_path / "leads.csv")
+    frame = pd.read_csv(path)
+    frame.to_csv(path, sep=";", index=False)
+    leads = read_leads(path)
+    assert list(leads.columns) == list(LEADS_COLUMNS)
+    assert validate_raw_leads(leads, str(path), as_of=pd.Timestamp("2030-01-01")).counts["separator_sniffed"] == 1
+
+
+def test_day_first_dates_need_a_parameter_and_are_read_with_it(tmp_path):
+    path = raw_leads_csv(tmp_path / "leads.csv")
+    frame = pd.read_csv(path, index_col=0)
+    frame["created_date"] = [f"0{i + 1}/0{(i % 3) + 1}/2021 10:00" for i in range(len(frame))]
+    frame.to_csv(path)
+    with pytest.raises(DataContractError, match="column 'created_date'.*set leads_dayfirst=true"):
+        read_leads(path)
+    leads = read_leads(path, dates=date_spec("", dayfirst=True))
+    assert leads["created_date"].iloc[1] == pd.Timestamp("2021-02-02 10:00")
+    assert read_leads(path, dates=date_spec("%d/%m/%Y %H:%M"))["created_date"].iloc[3] == pd.Timestamp("2021-01-04 10:00")
+
+
+def test_training_leads_need_a_city_and_both_classes(tmp_path):
+    leads = read_leads(raw_leads_csv(tmp_path / "leads.csv", city=(None,)))
+    assert_contract_error("city_mapped", validate_raw_leads, leads, "leads.csv")
+    new = leads.drop(columns="app_complete_flag")
+    assert validate_raw_leads(new, "new.csv", require_target=False).counts["no_city"] == len(new)
+    one_class = read_leads(raw_leads_csv(tmp_path / "one.csv")).assign(app_complete_flag=0)
+    error = assert_contract_error("app_complete_flag", validate_raw_leads, one_class, "one.csv")
+    assert "one class only" in str(error)
+
+
+def test_dates_after_the_file_was_written_are_counted(tmp_path):
+    path = raw_leads_csv(tmp_path / "leads.csv")
+    frame = pd.read_csv(path, index_col=0)
+    frame.loc[0, "created_date"] = "2099-01-01 00:00:00"
+    frame.loc[1, "created_date"] = "1970-01-01 00:00:00"
+    frame.to_csv(path)
+    report = validate_raw_leads(read_leads(path), str(path))
+    assert report.counts["future_dates.created_date"] == 1 and report.counts["early_dates.created_date"] == 1

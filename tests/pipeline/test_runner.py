@@ -90,6 +90,9 @@ class FakeTracker:
     def end(self, run_id, status):
         self.ended[run_id] = status
 
+    def end_stale(self):
+        return []
+
 
 class FakeRegistry:
     def __init__(self):
@@ -315,3 +318,43 @@ def test_finishing_early_or_abandoning_moves_nothing(outputs):
     runner.fail_run(runner.resume_run(state.run_id), "abandoned", tracker)
     assert json.loads((state.run / "status.json").read_text())["status"] == "failed"
     assert (outputs / "latest").resolve() == first.resolve() and h.registry.aliases == {"lead_scoring": "1", "clv": "1"}
+
+
+def test_mlflow_runs_left_running_by_a_dead_run_all_are_marked_killed(tmp_path, monkeypatch):
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        tracker = runner.MlflowTracker()
+        parent = tracker.start("run_all dead", {"lead2value.run_id": "dead"})
+        child = tracker.start("00_data", {"lead2value.step": "00_data"}, parent)
+        finished = tracker.start("run_all done", {"lead2value.run_id": "done"})
+        tracker.end(finished, "FINISHED")
+        notebook = tracker.client.create_run(tracker.experiment_id, tags={"lead2value.interactive": "true"}).info.run_id
+        assert sorted(tracker.end_stale()) == sorted([parent, child])
+        status = {run_id: tracker.client.get_run(run_id).info.status for run_id in (parent, child, finished, notebook)}
+        assert status == {parent: "KILLED", child: "KILLED", finished: "FINISHED", notebook: "RUNNING"}
+        assert tracker.end_stale() == []
+    finally:
+        mlflow.set_tracking_uri(previous)
+        mlflow.set_registry_uri(previous)
+
+
+def test_an_interrupted_run_is_marked_killed_not_failed(outputs):
+    class Interrupting(FakeExecutor):
+        def execute(self, step, run, parameters, progress):
+            if step.name == "01_eda":
+                raise KeyboardInterrupt
+            return super().execute(step, run, parameters, progress)
+
+    harness = Harness()
+    options = RunOptions(profile="smoke", progress=False)
+    tracker = FakeTracker()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_pipeline(options, plan.make_plan(options), Interrupting(harness.registry), tracker,
+                            harness.registry, check_inputs=lambda p: None)
+    (run,) = (paths.RUNS_DIR).iterdir()
+    assert json.loads((run / "status.json").read_text())["status"] == "killed"
+    assert json.loads((run / "manifest.json").read_text())["error"] == "interrupted (Ctrl-C)"
+    assert tracker.ended == {"run1": "KILLED", "run2": "FINISHED", "run3": "KILLED"}  # parent, 00, 01

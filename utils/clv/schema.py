@@ -10,17 +10,22 @@ import pandas as pd
 
 from utils.clv import gdp
 from utils.core.contracts import (
+    WRITTEN_AT,
     ContractReport,
     DataContractError,
+    DateSpec,
     as_datetime,
     as_number,
     as_whole_number,
     check_kind,
+    match_headers,
+    report_notes,
     require_columns,
     require_not_all_null,
     require_rows,
+    set_dates,
     warn_extra_columns,
-    warn_future,
+    warn_implausible_dates,
 )
 from utils.core.io import read_table
 
@@ -50,11 +55,23 @@ TRANSACTION_FIELDS = ("invoice", "product", "quantity", "timestamp", "unit_price
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_clv_sources(paths_by_source: Mapping[str, str | Path | None]) -> dict[str, pd.DataFrame]:
+def clv_date_spec(date_format: str = "", dayfirst: bool = False) -> DateSpec:
+    """How the four CLV files write their dates, from the 00_data parameters of that name."""
+    return DateSpec(date_format, dayfirst, "clv_date_format", "clv_dayfirst")
+
+
+def tx_date_spec(date_format: str = "", dayfirst: bool = False) -> DateSpec:
+    """How a transactions file writes its timestamps, from the 00_data parameters of that name."""
+    return DateSpec(date_format, dayfirst, "tx_date_format", "tx_dayfirst")
+
+
+def read_clv_sources(paths_by_source: Mapping[str, str | Path | None], dates: DateSpec | None = None,
+                     sep: str = "auto") -> dict[str, pd.DataFrame]:
     """customers, web_actions, campaigns, purchases from user files, in the contract's dtypes.
 
     customers and purchases are required; an empty or absent path for web_actions or
-    campaigns gives an empty frame (a shop's export often has neither).
+    campaigns gives an empty frame (a shop's export often has neither). Headers that differ
+    from the schema's only in case or surrounding spaces are matched and counted.
     """
     frames = {}
     for name in CLV_SCHEMAS:
@@ -64,11 +81,25 @@ def read_clv_sources(paths_by_source: Mapping[str, str | Path | None]) -> dict[s
                 raise DataContractError(f"<{name}>", None, f"no file given for the CLV source '{name}'")
             frames[name] = empty_clv_frame(name)
             continue
-        frames[name] = coerce_clv(name, read_table(path), str(path))
+        frame = match_headers(read_table(path, sep), CLV_SCHEMAS[name], str(path))
+        frames[name] = coerce_clv(name, frame, str(path), dates)
     return frames
 
 
-def coerce_clv(name: str, frame: pd.DataFrame, file: str) -> pd.DataFrame:
+def read_transactions(path: str | Path, columns: Mapping[str, str], dates: DateSpec | None = None,
+                      sep: str = "auto") -> pd.DataFrame:
+    """A table of invoice lines with its timestamp column parsed (``columns``: our field -> the user's column).
+
+    The user's column names are matched after trimming and case-folding (counted).
+    """
+    frame = match_headers(read_table(path, sep), [c for c in columns.values() if c], str(path))
+    stamp = columns.get("timestamp")
+    if stamp and stamp in frame.columns:
+        set_dates(frame, stamp, as_datetime(frame[stamp], str(path), stamp, dates or tx_date_spec()))
+    return frame
+
+
+def coerce_clv(name: str, frame: pd.DataFrame, file: str, dates: DateSpec | None = None) -> pd.DataFrame:
     """One CLV source in the contract's dtypes; columns outside the schema are kept as they are."""
     out = frame.copy()
     for column, kind in CLV_SCHEMAS[name].items():
@@ -76,7 +107,7 @@ def coerce_clv(name: str, frame: pd.DataFrame, file: str) -> pd.DataFrame:
             continue
         values = out[column]
         if kind == "datetime":
-            out[column] = as_datetime(values, file, column)
+            set_dates(out, column, as_datetime(values, file, column, dates or clv_date_spec()))
         elif kind == "number":
             out[column] = as_number(values, file, column)
         elif kind in ("id", "integer"):
@@ -109,6 +140,11 @@ def validate_clv_sources(
             raise DataContractError(file, None, f"the CLV source '{name}' is missing")
         checked[name] = _check_clv_frame(sources[name], name, file, report, as_of)
     report.rows = len(checked["customers"])
+    purchases = checked["purchases"]
+    if not (purchases["amount"] > 0).any():
+        raise DataContractError(str(files.get("purchases", "purchases")), "amount",
+                                f"no purchase with a positive amount ({len(purchases):,} row(s), all refunds or zero): "
+                                f"there is no spend to learn from")
     customers = checked["customers"]
     customer_file = str(files.get("customers", "customers"))
     duplicated = customers["customer_id"].duplicated()
@@ -127,6 +163,7 @@ def validate_clv_sources(
 def _check_clv_frame(df: pd.DataFrame, name: str, file: str, report: ContractReport,
                      as_of: pd.Timestamp | None) -> pd.DataFrame:
     schema = CLV_SCHEMAS[name]
+    report_notes(report, df)
     if name not in CLV_MAY_BE_EMPTY:
         require_rows(df, file)
     require_columns(df, schema, file)
@@ -138,7 +175,7 @@ def _check_clv_frame(df: pd.DataFrame, name: str, file: str, report: ContractRep
     warn_extra_columns(report, df, (*schema, *CLV_OPTIONAL.get(name, ())))
     for column, kind in schema.items():
         if kind == "datetime":
-            warn_future(report, checked[column], f"{name}.{column}", as_of)
+            warn_implausible_dates(report, checked[column], f"{name}.{column}", as_of, df.attrs.get(WRITTEN_AT))
     return checked
 
 
@@ -169,6 +206,7 @@ def validate_transactions(df: pd.DataFrame, columns: Mapping[str, str], file: st
                           as_of: pd.Timestamp | None = None) -> ContractReport:
     """Check a table of invoice lines; ``columns`` maps our field names to the user's column names."""
     report = ContractReport(str(file), rows=len(df))
+    report_notes(report, df)
     require_rows(df, file)
     for our_name in TRANSACTION_FIELDS:
         if our_name not in columns:
@@ -180,14 +218,22 @@ def validate_transactions(df: pd.DataFrame, columns: Mapping[str, str], file: st
     quantity = as_number(df[col["quantity"]], file, col["quantity"])
     price = as_number(df[col["unit_price"]], file, col["unit_price"])
     customer = as_whole_number(df[col["customer"]], file, col["customer"])
-    stamps = as_datetime(df[col["timestamp"]], file, col["timestamp"])
+    stamps = as_datetime(df[col["timestamp"]], file, col["timestamp"], tx_date_spec())
     if stamps.isna().any():
         raise DataContractError(file, col["timestamp"], f"{int(stamps.isna().sum())} line(s) have no timestamp")
-    unknown = int((customer.isna() | (customer == 0)).sum())
+    no_customer = customer.isna() | (customer == 0)
+    if no_customer.all():
+        raise DataContractError(file, col["customer"], f"no line has a customer id (all {len(df):,} are empty or 0): "
+                                                       f"lifetime value needs to know who bought")
+    if not ((quantity * price)[~no_customer] > 0).any():
+        raise DataContractError(file, col["quantity"], "no line of a known customer has a positive amount "
+                                                       "(quantity x unit price): only returns or free items, "
+                                                       "no spend to learn from")
+    unknown = int(no_customer.sum())
     report.warn("unknown_customer_lines", unknown, f"{unknown} line(s) without a customer id (0 or empty): excluded")
     returns = int((quantity < 0).sum())
     report.warn("return_lines", returns, f"{returns} line(s) with negative quantity (returns)")
     free = int((price <= 0).sum())
     report.warn("non_positive_price_lines", free, f"{free} line(s) with a unit price of zero or less")
-    warn_future(report, stamps, col["timestamp"], as_of)
+    warn_implausible_dates(report, stamps, col["timestamp"], as_of, df.attrs.get(WRITTEN_AT))
     return report

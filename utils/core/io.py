@@ -1,11 +1,13 @@
 """Reading user files and writing run data: every reader fails with a
 :class:`~utils.core.contracts.DataContractError` that names the file and says what is
-wrong (not found, empty, not UTF-8, truncated parquet ...). What a file must hold is
-checked by the schemas (:mod:`utils.leads.schema`, :mod:`utils.clv.schema`).
+wrong (not found, empty, not UTF-8, truncated parquet, a header naming a column twice,
+a separator it cannot tell ...). A CSV's separator is sniffed unless ``csv_sep`` names it.
+What a file must hold is checked by the schemas (:mod:`utils.leads.schema`, :mod:`utils.clv.schema`).
 """
 from __future__ import annotations
 
 import codecs
+import csv
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from utils.core.contracts import DataContractError
+from utils.core.contracts import WRITTEN_AT, DataContractError, check_duplicate_headers, note
 from utils.core.hashing import sha256_file
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
@@ -23,9 +25,19 @@ _CHUNK = 1 << 20
 
 # --- reading ----------------------------------------------------------------------------------
 
+# The csv_sep parameter's values; "auto" sniffs the separator from the file's first lines.
+SEPARATORS = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
+_SNIFF_BYTES = 1 << 16
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV (UTF-8, optional BOM) or parquet file as a frame, or a clear error."""
+
+def read_table(path: str | Path, sep: str = "auto") -> pd.DataFrame:
+    """A CSV (UTF-8, optional BOM) or parquet file as a frame, or a clear error.
+
+    ``sep`` is a name from :data:`SEPARATORS` or ``auto``: a CSV's separator is sniffed
+    from its first lines (a separator other than the file type's usual one is noted
+    and counted). A header that names a column twice is refused, never renamed. The
+    frame notes when its file was last written (for dates that cannot have happened yet).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataContractError(str(path), None, "file not found")
@@ -33,29 +45,87 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataContractError(str(path), None, "empty file (0 bytes)")
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
-        return _read_parquet(path)
-    if suffix in CSV_SUFFIXES:
-        return _read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    raise DataContractError(str(path), None, f"unsupported file type '{suffix}': give a .csv or .parquet file")
+        frame = _read_parquet(path)
+    elif suffix in CSV_SUFFIXES:
+        frame = _read_csv(path, sep, default="\t" if suffix == ".tsv" else ",")
+    else:
+        raise DataContractError(str(path), None, f"unsupported file type '{suffix}': give a .csv or .parquet file")
+    frame.attrs[WRITTEN_AT] = pd.Timestamp.fromtimestamp(path.stat().st_mtime).isoformat()
+    return frame
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
+        names = [n for n in pq.read_schema(path).names if not n.startswith("__index_level_")]
+        check_duplicate_headers(names, str(path))
         frame = pd.read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as error:  # a damaged file fails in several ways
+        if isinstance(error, DataContractError):
+            raise
         raise DataContractError(str(path), None, f"not a readable parquet file (truncated or corrupt?): {error}") from None
     # A pandas index saved with the frame is not data.
     return frame.reset_index(drop=True)
 
 
-def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+def _read_csv(path: Path, sep: str, default: str) -> pd.DataFrame:
     check_utf8(path)
+    if sep != "auto" and sep not in SEPARATORS:
+        raise DataContractError(str(path), None, f"csv_sep={sep!r} is not one of auto, {', '.join(SEPARATORS)}")
+    lines = _first_lines(path)
+    if not lines:
+        raise DataContractError(str(path), None, "empty file: no header line")
+    chosen = SEPARATORS[sep] if sep != "auto" else sniff_separator(lines, default, str(path))
+    check_duplicate_headers(next(csv.reader(lines[:1], delimiter=chosen)), str(path))
     try:
-        return pd.read_csv(path, sep=sep, encoding="utf-8-sig", low_memory=False)
+        frame = pd.read_csv(path, sep=chosen, encoding="utf-8-sig", low_memory=False)
     except pd.errors.EmptyDataError:
         raise DataContractError(str(path), None, "empty file: no header line") from None
     except pd.errors.ParserError as error:
-        raise DataContractError(str(path), None, f"not a readable CSV file: {error}") from None
+        raise DataContractError(str(path), None, f"not a readable CSV file (read as {_name(chosen)}-separated): "
+                                                 f"{error}") from None
+    if chosen != default:
+        note(frame, "separator_sniffed" if sep == "auto" else "separator_given", 1,
+             f"read as {_name(chosen)}-separated ({'sniffed from the first lines; set csv_sep to override' if sep == 'auto' else 'csv_sep'})")
+    return frame
+
+
+def _first_lines(path: Path) -> list[str]:
+    """The file's first lines (without a last one the sample cut in half), BOM removed."""
+    with open(path, "rb") as handle:
+        sample = handle.read(_SNIFF_BYTES)
+    text = sample.decode("utf-8-sig", errors="ignore")
+    lines = text.splitlines()
+    if len(sample) == _SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]
+    return [line for line in lines if line.strip()]
+
+
+def sniff_separator(lines: list[str], default: str, file: str) -> str:
+    """The separator that splits every sampled line into the same number (> 1) of fields.
+
+    The file type's usual one wins when it works; another that alone works is used. When
+    none or several do, the message says which one the header suggests and how to set it.
+    """
+    consistent = []
+    for name, candidate in SEPARATORS.items():
+        counts = {len(row) for row in csv.reader(lines, delimiter=candidate)}
+        if len(counts) == 1 and counts.pop() > 1:
+            consistent.append(candidate)
+    if default in consistent or (not consistent and default in lines[0]):
+        return default
+    if len(consistent) == 1:
+        return consistent[0]
+    header = lines[0]
+    likely = max(consistent or SEPARATORS.values(), key=header.count)
+    if header.count(likely) == 0:
+        return default  # one column: the schema says which columns are missing
+    raise DataContractError(file, None, f"this looks {_name(likely)}-separated ({header.count(likely)} "
+                                        f"{likely!r} in the header), but the lines do not split evenly: "
+                                        f"set csv_sep={_name(likely)}")
+
+
+def _name(sep: str) -> str:
+    return next((name for name, char in SEPARATORS.items() if char == sep), repr(sep))
 
 
 def check_utf8(path: str | Path) -> None:

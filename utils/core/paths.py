@@ -1,7 +1,9 @@
 """Every path in the project, built from the project root.
 
 papermill runs a notebook in the caller's directory and nbval in the notebook's own,
-so nothing may rely on the current directory.
+so nothing of the project's own may rely on the current directory. The user's input
+files are the exception (:func:`resolve_input`): a relative path means one relative to
+where the user typed it.
 """
 from __future__ import annotations
 
@@ -38,7 +40,11 @@ def run_dir(run_dir_param: str = "") -> Path:
     return path
 
 
-def resolve_input(path_param: str) -> Path:
-    """A user-given input path: relative paths are taken from the project root."""
+def resolve_input(path_param: str, base: Path | None = None) -> Path:
+    """A user-given input path, absolute: a relative one is taken from ``base``, else from the current directory.
+
+    The current directory is where the user stands: the shell that ran ``run_all.py``
+    (which passes notebooks absolute paths), or a notebook's folder in JupyterLab.
+    """
     path = Path(path_param).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    return Path(os.path.normpath(path if path.is_absolute() else (base or Path.cwd()) / path))

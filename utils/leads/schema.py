@@ -13,15 +13,20 @@ from pathlib import Path
 import pandas as pd
 
 from utils.core.contracts import (
+    WRITTEN_AT,
     ContractReport,
     DataContractError,
+    DateSpec,
     as_datetime,
     as_number,
+    match_headers,
+    report_notes,
     require_columns,
     require_not_all_null,
     require_rows,
+    set_dates,
     warn_extra_columns,
-    warn_future,
+    warn_implausible_dates,
 )
 from utils.core.io import read_table
 
@@ -49,35 +54,48 @@ LEADS_NUMERIC = ("total_leads_droppped", "referred_lead", *INTERACTION_COLUMNS)
 # Empty everywhere means a broken export; the interaction flags are legitimately almost all empty.
 LEADS_NON_EMPTY = ("created_date", "first_platform_c", "first_utm_medium_c", "first_utm_source_c",
                    "total_leads_droppped", "referred_lead")
+# Leads to learn from also need a city (the model's input); new leads without one are scored as tier 3.
+LEADS_NON_EMPTY_TRAINING = (*LEADS_NON_EMPTY, "city_mapped")
+
+
+def date_spec(date_format: str = "", dayfirst: bool = False) -> DateSpec:
+    """How the leads files write ``created_date``, from the 00_data parameters of that name."""
+    return DateSpec(date_format, dayfirst, "leads_date_format", "leads_dayfirst")
 
 
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_leads(path: str | Path, created_before: str | pd.Timestamp | None = None) -> pd.DataFrame:
+def read_leads(path: str | Path, created_before: str | pd.Timestamp | None = None, dates: DateSpec | None = None,
+               sep: str = "auto") -> pd.DataFrame:
     """Raw CodePro leads (CSV with its unnamed index column, or parquet) in the contract's dtypes.
 
     ``created_before`` (a date): rows created on or after it, or without a date, are dropped
     right after the file is read, before any other column is parsed; nothing of theirs
-    but ``created_date`` is ever looked at.
+    but ``created_date`` is ever looked at. ``dates`` says how ``created_date`` is written
+    (:func:`date_spec`), ``sep`` the CSV separator (see :func:`utils.core.io.read_table`).
+    Headers that differ from the contract's only in case or surrounding spaces are matched
+    and counted.
     """
-    frame = read_table(path)
+    dates = dates or date_spec()
+    frame = read_table(path, sep)
     first = str(frame.columns[0]) if len(frame.columns) else ""
     if first.startswith("Unnamed: 0") or first in ("", "index"):
         frame = frame.drop(columns=frame.columns[0])
+    frame = match_headers(frame, LEADS_COLUMNS, str(path))
     if created_before is not None:
         if "created_date" not in frame.columns:
             raise DataContractError(str(path), "created_date", "missing: needed to keep rows created before a date")
-        created = as_datetime(frame["created_date"], str(path), "created_date")
+        created = as_datetime(frame["created_date"], str(path), "created_date", dates)
         frame = frame.loc[(created < pd.Timestamp(created_before)).to_numpy()].reset_index(drop=True)
-    return coerce_leads(frame, str(path))
+    return coerce_leads(frame, str(path), dates)
 
 
-def coerce_leads(frame: pd.DataFrame, file: str) -> pd.DataFrame:
+def coerce_leads(frame: pd.DataFrame, file: str, dates: DateSpec | None = None) -> pd.DataFrame:
     """created_date -> datetime64[ns], flags -> float64, levels -> object, target -> int64 (when complete)."""
     out = frame.copy()
     if "created_date" in out.columns:
-        out["created_date"] = as_datetime(out["created_date"], file, "created_date")
+        set_dates(out, "created_date", as_datetime(out["created_date"], file, "created_date", dates or date_spec()))
     for column in LEADS_NUMERIC:
         if column in out.columns:
             out[column] = as_number(out[column], file, column)
@@ -106,12 +124,14 @@ def validate_raw_leads(
 
     ``known_levels`` maps a categorical column to the levels seen in training: new
     leads with other levels are counted, not rejected (cleaning maps them to
-    "others" / tier 3).
+    "others" / tier 3). Leads with a target (``require_target``) are leads to learn
+    from: they need both classes and a city in some row.
     """
     report = ContractReport(str(file), rows=len(df))
+    report_notes(report, df)
     require_rows(df, file)
     require_columns(df, LEADS_FEATURE_COLUMNS + ((LEADS_TARGET,) if require_target else ()), file)
-    require_not_all_null(df, LEADS_NON_EMPTY, file)
+    require_not_all_null(df, LEADS_NON_EMPTY_TRAINING if require_target else LEADS_NON_EMPTY, file)
     created = as_datetime(df["created_date"], file, "created_date")
     if created.isna().any():
         raise DataContractError(file, "created_date", f"{int(created.isna().sum())} row(s) have no date")
@@ -125,7 +145,7 @@ def validate_raw_leads(
     report.warn("referred_lead_not_binary", odd_referred, f"column 'referred_lead': {odd_referred} value(s) not 0/1")
     report.warn("no_city", int(df["city_mapped"].isna().all()) * len(df), "column 'city_mapped': empty in every row")
     warn_extra_columns(report, df, LEADS_COLUMNS)
-    warn_future(report, created, "created_date", as_of)
+    warn_implausible_dates(report, created, "created_date", as_of, df.attrs.get(WRITTEN_AT))
     duplicates = int(df.duplicated().sum())
     report.warn("duplicate_rows", duplicates, f"{duplicates} exact duplicate row(s) (cleaning drops them)")
     for column, levels in (known_levels or {}).items():
@@ -146,6 +166,9 @@ def _check_target(values: pd.Series, file: str, required: bool) -> None:
     if outside.any():
         raise DataContractError(file, LEADS_TARGET, f"{int(outside.sum())} value(s) outside {{0, 1}}, "
                                                     f"e.g. {values[outside].iloc[0]!r}")
+    if required and target.nunique() < 2:
+        raise DataContractError(file, LEADS_TARGET, f"holds one class only (every row is {target.iloc[0]:.0f}): "
+                                                    f"a model cannot learn from it")
 
 
 def leads_levels(df: pd.DataFrame) -> dict[str, set]:

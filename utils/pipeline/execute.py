@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import psutil
 from jupyter_client import AsyncKernelManager
+from nbclient.exceptions import DeadKernelError
 from traitlets import default
 
 from utils.core import paths
@@ -83,8 +84,32 @@ def kernel_environment() -> None:
     )
 
 
+class LoggedKernelManager(LocalKernelManager):
+    """A kernel whose own stdout and stderr go to a log file instead of the terminal.
+
+    Cell outputs travel over ZMQ into the notebook either way; what the kernel process
+    itself prints (its start-up warnings, a traceback when it is shut down mid-cell on
+    Ctrl-C, a native library aborting) would otherwise interleave with run_all's lines.
+    """
+
+    kernel_log: str = ""
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        if not self.kernel_log:
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+        with open(self.kernel_log, "ab") as log:  # the kernel keeps its own copy of the descriptor
+            await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
+
+
+def kernel_manager_logging_to(log: Path) -> type[LoggedKernelManager]:
+    return type("StepKernelManager", (LoggedKernelManager,), {"kernel_log": str(log)})
+
+
 def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bool = False) -> Path:
-    """Execute the step's notebook with papermill into ``<run>/notebooks/<step>.ipynb`` (and ``.html``)."""
+    """Execute the step's notebook with papermill into ``<run>/notebooks/<step>.ipynb`` (and ``.html``).
+
+    The kernel process's own output goes to ``<run>/logs/<step>.kernel.log``.
+    """
     # papermill and nbconvert are only needed to execute notebooks, not inside one: imported here.
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -92,12 +117,20 @@ def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bo
     kernel_environment()
     out = Path(run) / "notebooks" / f"{step.name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
+    log = Path(run) / "logs" / f"{step.name}.kernel.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.execute_notebook(
             str(step.notebook), str(out), parameters=parameters, kernel_name="python3",
             progress_bar=progress, cwd=str(paths.PROJECT_ROOT), log_output=False,
-            kernel_manager_class=LocalKernelManager,
+            kernel_manager_class=kernel_manager_logging_to(log),
         )
+    except DeadKernelError:
+        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-3:] \
+            if log.exists() else []
+        raise StepFailed(step.name, f"{step.name}: the notebook kernel died (its last words: "
+                                    f"{' | '.join(tail) or 'none'})\n    kernel log: {log}\n    executed copy: {out}",
+                         out) from None
     except PapermillExecutionError as err:
         first_line = next((line for line in err.source.splitlines() if line.strip()), "")
         raise StepFailed(

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from utils.core import paths
 
-LOCK_PATH = paths.OUTPUTS_DIR / ".run_all.lock"
-LEASE_PATH = paths.OUTPUTS_DIR / ".run_all.lease"
+# Under outputs/, looked up at call time: LEAD2VALUE_OUTPUTS (or a test) may move it.
+LOCK_NAME = ".run_all.lock"
+LEASE_NAME = ".run_all.lease"
 
 
 class RunLockedError(RuntimeError):
@@ -25,12 +26,15 @@ class RunLockedError(RuntimeError):
 
 
 @contextmanager
-def run_lock(lock_path: Path = LOCK_PATH, lease_path: Path = LEASE_PATH, for_run: str | None = None) -> Iterator[None]:
+def run_lock(lock_path: Path | None = None, lease_path: Path | None = None,
+             for_run: str | None = None) -> Iterator[None]:
     """Hold an exclusive, non-blocking lock for the whole invocation; the message names the holder.
 
     ``for_run``: this invocation works on that open multi-process run (its lease is expected);
     without it, any open lease refuses the invocation.
     """
+    lock_path = lock_path or paths.OUTPUTS_DIR / LOCK_NAME
+    lease_path = lease_path or paths.OUTPUTS_DIR / LEASE_NAME
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(lock_path, "a+")
     try:
@@ -62,21 +66,24 @@ def run_lock(lock_path: Path = LOCK_PATH, lease_path: Path = LEASE_PATH, for_run
         handle.close()
 
 
-def read_lease(lease_path: Path = LEASE_PATH) -> dict | None:
+def read_lease(lease_path: Path | None = None) -> dict | None:
+    lease_path = lease_path or paths.OUTPUTS_DIR / LEASE_NAME
     try:
         return json.loads(lease_path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def open_lease(run_id: str, lease_path: Path = LEASE_PATH) -> None:
+def open_lease(run_id: str, lease_path: Path | None = None) -> None:
     """Reserve the outputs for a multi-process run (call while holding the lock)."""
+    lease_path = lease_path or paths.OUTPUTS_DIR / LEASE_NAME
     lease_path.parent.mkdir(parents=True, exist_ok=True)
     lease_path.write_text(json.dumps({"run_id": run_id, "since": dt.datetime.now().isoformat(timespec="seconds")}))
 
 
-def close_lease(run_id: str, lease_path: Path = LEASE_PATH) -> None:
+def close_lease(run_id: str, lease_path: Path | None = None) -> None:
     """Give the outputs back (call while holding the lock); only the run that holds the lease may."""
+    lease_path = lease_path or paths.OUTPUTS_DIR / LEASE_NAME
     lease = read_lease(lease_path)
     if lease is not None and lease["run_id"] == run_id:
         lease_path.unlink()

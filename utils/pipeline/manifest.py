@@ -4,7 +4,8 @@
 their hash, the lock hash, package versions, and per step: fingerprint and its parts,
 status (executed, reused, failed), why, wall time, peak kernel memory, the files it
 wrote and the content hash of each catalog dataset it produced. ``status.json`` says
-whether the run is running, succeeded or failed; ``outputs/latest`` moves only on success.
+whether the run is running, succeeded, failed or killed (interrupted, or found "running"
+by a later run after its process died); ``outputs/latest`` moves only on success.
 """
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ def write_manifest(run: Path, manifest: dict) -> None:
 
 
 def write_status(run: Path, status: str) -> None:
-    write_json(Path(run) / "status.json", {"status": status, "at": dt.datetime.now().isoformat(timespec="seconds")})
+    """running, succeeded, failed or killed; with the pid, so a later run can tell a dead run from a live one."""
+    write_json(Path(run) / "status.json", {"status": status, "at": dt.datetime.now().isoformat(timespec="seconds"),
+                                           "pid": os.getpid()})
 
 
 def successful_manifests(runs_dir: Path | None = None) -> list[dict]:

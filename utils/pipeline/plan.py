@@ -9,7 +9,7 @@ there; otherwise the reason says what changed since the last successful run.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,16 @@ class Plan:
     manifests: list[dict]
     lock_hash: str
     hash_cache: dict
+    notes: list[str] = field(default_factory=list)  # relative input paths made absolute, for the terminal
 
 
 def make_plan(options: RunOptions, runs_dir: Path | None = None) -> Plan:
     """Check the parameters (raises ParameterError) and gather what decisions need; executes nothing."""
-    resolved = params_mod.resolve([s.notebook for s in catalog.STEPS], options.profile, list(options.overrides))
-    return Plan(resolved, successful_manifests(runs_dir), sha256_file(paths.LOCK_FILE), fingerprint.load_hash_cache())
+    notes: list[str] = []
+    resolved = params_mod.resolve([s.notebook for s in catalog.STEPS], options.profile, list(options.overrides),
+                                  notes=notes)
+    return Plan(resolved, successful_manifests(runs_dir), sha256_file(paths.LOCK_FILE), fingerprint.load_hash_cache(),
+                notes)
 
 
 def forced(step: str, options: RunOptions) -> bool:

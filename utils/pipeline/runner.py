@@ -48,6 +48,8 @@ from utils.pipeline.plan import Plan, RunOptions, find_reusable, fingerprint_ste
 class Tracker(Protocol):
     def start(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str: ...
 
+    def end_stale(self) -> list[str]: ...
+
     def log_params(self, run_id: str, params: dict[str, Any]) -> None: ...
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None: ...
@@ -83,6 +85,20 @@ class MlflowTracker:
 
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
+
+    def end_stale(self) -> list[str]:
+        """Mark KILLED the run_all MLflow runs (parents and their children) still RUNNING.
+
+        Called holding the run lock before this run starts one of its own: any such run
+        belongs to a run_all.py that died (kill -9, a lost machine). Runs of notebooks
+        opened by hand are not touched: a JupyterLab session may still be using them.
+        """
+        running = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+        parents = {r.info.run_id for r in running if "lead2value.run_id" in r.data.tags}
+        stale = [r for r in running if r.info.run_id in parents or r.data.tags.get("mlflow.parentRunId") in parents]
+        for found in stale:
+            self.client.set_terminated(found.info.run_id, "KILLED")
+        return [r.info.run_id for r in stale]
 
 
 class RunNotFound(LookupError):
@@ -129,7 +145,8 @@ def run_pipeline(
         for step in catalog.STEPS:
             run_step(state, step.name, executor, tracker)
     except BaseException as err:
-        fail_run(state, str(err), tracker)
+        interrupted = isinstance(err, KeyboardInterrupt)
+        fail_run(state, "interrupted (Ctrl-C)" if interrupted else str(err), tracker, killed=interrupted)
         raise
     return finish_run(state, tracker, registry)
 
@@ -139,8 +156,11 @@ def begin_run(options: RunOptions, plan: Plan | None = None, tracker: Tracker | 
     """Check the inputs, then create the run folder, its manifest and its MLflow parent run."""
     started = time.time()
     plan = plan or make_plan(options)
-    (check_inputs or check_user_inputs)(plan.resolved["00_data"])  # before any run folder or MLflow run exists
+    (check_inputs or check_user_inputs)(plan.resolved)  # before any run folder or MLflow run exists
     tracker = tracker or MlflowTracker()
+    stale = tracker.end_stale()
+    if stale:
+        say(f"marked {len(stale)} MLflow run(s) KILLED: left RUNNING by a run_all.py that is gone")
     run_id = new_run_id(options.profile)
     run = paths.RUNS_DIR / run_id
     run.mkdir(parents=True)
@@ -212,13 +232,13 @@ def run_step(state: RunState, name: str, executor: Executor | None = None, track
     return record
 
 
-def fail_run(state: RunState, error: str, tracker: Tracker | None = None) -> None:
-    """Mark the run failed: its folder stays for inspection; latest and the aliases do not move."""
-    state.manifest["status"] = "failed"
+def fail_run(state: RunState, error: str, tracker: Tracker | None = None, killed: bool = False) -> None:
+    """Mark the run failed (or killed: interrupted): its folder stays for inspection; latest and the aliases do not move."""
+    state.manifest["status"] = "killed" if killed else "failed"
     state.manifest["error"] = error
     write_manifest(state.run, state.manifest)
-    write_status(state.run, "failed")
-    (tracker or MlflowTracker()).end(state.parent_id, "FAILED")
+    write_status(state.run, state.manifest["status"])
+    (tracker or MlflowTracker()).end(state.parent_id, "KILLED" if killed else "FAILED")
 
 
 def finish_run(state: RunState, tracker: Tracker | None = None, registry: promotions.Registry | None = None) -> Path:
@@ -261,12 +281,20 @@ def finish_run(state: RunState, tracker: Tracker | None = None, registry: promot
     return run
 
 
-def check_user_inputs(data_params: dict[str, Any]) -> None:
-    """Read and check the user's files named by 00_data's parameters; print what was counted. Raises on a broken one."""
-    for report in preflight.check_inputs(params_mod.with_defaults(catalog.step("00_data").notebook, data_params)):
+def check_user_inputs(resolved: dict[str, dict[str, Any]]) -> None:
+    """Check the user's files and what the steps will make of them (:mod:`preflight`); print what was counted.
+
+    Raises DataContractError or ParameterError on anything a notebook would fail on later.
+    """
+    merged: dict[str, Any] = {}
+    for step in catalog.STEPS:
+        merged.update(params_mod.with_defaults(step.notebook, resolved.get(step.name, {})))
+    for report in preflight.check_inputs(merged):
         say(f"input check: {report.file}: {report.rows:,} rows, {report.n_warnings} counted warning(s)")
         for warning in report.warnings:
             say(f"    warning: {warning}")
+        if report.counts:
+            say("    counted: " + ", ".join(f"{key} {count:,}" for key, count in report.counts.items()))
 
 
 def reuse_step(run: Path, reusable: dict, record: StepRecord) -> None:
@@ -289,9 +317,9 @@ def execute_step(step: catalog.Step, run: Path, parameters: dict[str, Any], reco
     try:
         record.peak_rss_mb = executor.execute(step, run, {**parameters, "run_dir": str(run), "mlflow_run_id": child_id},
                                               progress)
-    except BaseException:
+    except BaseException as err:
         record.status = "failed"
-        tracker.end(child_id, "FAILED")
+        tracker.end(child_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
     after = file_set(run)
     record.outputs = {rel: sha256_file(run / rel) for rel, sig in sorted(after.items())
