@@ -198,3 +198,15 @@ def test_transactions_without_customers_or_spend_are_refused():
     assert "no line has a customer id" in str(error)
     error = assert_contract_error("Quantity", validate_transactions, transactions(Quantity=[-1, -2, -1]), COLUMNS, "tx")
     assert "positive amount" in str(error)
+
+
+def test_uk_exported_retail_dates_read_as_the_original(shared_data, tmp_path):
+    """The real Online Retail log, its dates written day-first as a UK spreadsheet would: same timestamps back."""
+    original = pd.read_parquet(shared_data / "clv" / "online_retail_2010_2011.parquet")
+    original["InvoiceDate"] = pd.to_datetime(original["InvoiceDate"], format="ISO8601")
+    uk = original.assign(InvoiceDate=original["InvoiceDate"].dt.strftime("%d/%m/%Y %H:%M"))
+    uk.to_csv(tmp_path / "retail_uk.csv", index=False)
+    frame = read_transactions(tmp_path / "retail_uk.csv", COLUMNS)
+    assert (frame["InvoiceDate"] == original["InvoiceDate"].dt.floor("min")).all()
+    report = validate_transactions(frame, COLUMNS, "retail_uk.csv")
+    assert report.counts["dates_read.InvoiceDate"] == 1 and "future_dates.InvoiceDate" not in report.counts
