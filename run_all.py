@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: {UNCHANGED}.", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 (one line, not a traceback, unless --debug)
+    except Exception as err:  # one line, not a traceback, unless --debug
         if args.debug:
             raise
         print(f"error: {type(err).__name__}: {err}\n(unexpected: run again with --debug for the traceback; "
@@ -153,7 +153,7 @@ def stepwise(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_runner():  # noqa: ANN201 (the module)
+def load_runner():  # -> the utils.pipeline.runner module
     """The runner, once the tracking server answers (a missing server would hang MLflow for minutes)."""
     environment.probe_tracking_server()
     # MLflow's INFO lines ("Creating initial MLflow database tables...") are not the user's business.

@@ -630,7 +630,7 @@ def smoke(leads, shop, tmp_path_factory):
     result = subprocess.run([*command, "--set", "leads_path=leads.csv", "--set", "new_leads_path=new_leads.csv",
                              "--set", "transactions_path=transactions.csv", "--set", "psi_fail=100",
                              "--set", "min_holdout_leads=200", "--set", "min_holdout_customers=100"],
-                            cwd=inputs, env=env, capture_output=True, text=True, timeout=900)
+                            cwd=inputs, env=env, capture_output=True, text=True, timeout=900, check=False)
     return {"outputs": outputs, "inputs": inputs, "ctrl_c": ctrl_c, "result": result}
 
 

@@ -72,7 +72,7 @@ def test_a_server_that_never_answers_is_given_up_on(monkeypatch):
 class Answer(http.server.BaseHTTPRequestHandler):
     status = 200
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):  # http.server's name for it
         self.send_response(self.status)
         self.end_headers()
         self.wfile.write(b"OK")

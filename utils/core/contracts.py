@@ -357,7 +357,7 @@ def check_duplicate_headers(headers: Iterable[object], file: str) -> None:
             seen.setdefault(normalize_header(name), []).append((position, str(name)))
     twice = {key: spots for key, spots in seen.items() if len(spots) > 1}
     if twice:
-        key, spots = next(iter(twice.items()))
+        spots = next(iter(twice.values()))
         where = " and ".join(f"{name!r} (column {position})" for position, name in spots)
         others = f"; also {', '.join(repr(k) for k in list(twice)[1:4])}" if len(twice) > 1 else ""
         raise DataContractError(file, spots[0][1], f"duplicated header: {where}{others}; a column must be named "

@@ -107,7 +107,7 @@ def sniff_separator(lines: list[str], default: str, file: str) -> str:
     none or several do, the message says which one the header suggests and how to set it.
     """
     consistent = []
-    for name, candidate in SEPARATORS.items():
+    for candidate in SEPARATORS.values():
         counts = {len(row) for row in csv.reader(lines, delimiter=candidate)}
         if len(counts) == 1 and counts.pop() > 1:
             consistent.append(candidate)

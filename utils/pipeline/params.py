@@ -48,14 +48,14 @@ DEFAULT_PROFILE = "default"
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
+CLV_FROM_ONE_PLACE = "the CLV data comes from a transactions file or from the four CLV files, not both"
 # Rules between parameters, checked on the values a run will use (defaults included):
 # (left, relation, right, why). "excludes": not both set (non-empty).
 CROSS_RULES: tuple[tuple[str, str, str, str], ...] = (
     ("psi_warn", "<=", "psi_fail", "drift must warn before it fails the run"),
     ("junk_threshold", "<=", "decision_threshold", "a lead scored as junk cannot also be passed to sales"),
     ("compare_folds", "<=", "compare_sample_size", "every fold of the pycaret screen needs leads"),
-    *(("transactions_path", "excludes", name, "the CLV data comes from a transactions file or from the four "
-                                              "CLV files, not both")
+    *(("transactions_path", "excludes", name, CLV_FROM_ONE_PLACE)
       for name in ("clv_customers_path", "clv_web_actions_path", "clv_campaigns_path", "clv_purchases_path")),
 )
 # Comma-separated list parameters and the items each may hold.
