@@ -28,6 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.core import paths, registry, tracking
+from utils.core.io import read_parquet
 from utils.scoring import predict as scoring
 from utils.scoring import spark as spark_scoring
 
@@ -140,8 +141,8 @@ def registered_champions(run_dir: Path) -> tuple[str, str, pd.DataFrame, pd.Data
     return (
         "models:/lead_scoring@champion",
         "models:/clv@champion",
-        pd.read_parquet(files[0]),
-        pd.read_parquet(files[1]),
+        read_parquet(files[0]),
+        read_parquet(files[1]),
     )
 
 

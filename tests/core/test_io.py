@@ -126,3 +126,24 @@ def test_the_frame_notes_when_its_file_was_written(tmp_path):
     path.write_text("a\n1\n")
     written = pd.Timestamp(io.read_table(path).attrs["lead2value.written_at"])
     assert abs(written - pd.Timestamp.now()) < pd.Timedelta(minutes=5)
+
+
+def test_read_parquet_gives_the_frame_pandas_gives(tmp_path):
+    frame = pd.DataFrame({"d": pd.date_range("2021-01-01", periods=3, tz="UTC"), "x": [1.5, np.nan, 2.0],
+                          "s": ["a", None, "c"], "c": pd.Categorical(["u", "v", "u"]),
+                          "n": pd.array([1, None, 3], dtype="Int64")})
+    path = tmp_path / "x.parquet"
+    frame.to_parquet(path)
+    pd.testing.assert_frame_equal(io.read_parquet(path), pd.read_parquet(path), check_exact=True)
+    pd.testing.assert_frame_equal(io.read_parquet(str(path), columns=["s"]), frame[["s"]])
+
+
+def test_no_bare_pandas_parquet_reader_outside_the_helper():
+    """pd.read_parquet(path) hands pyarrow a Python file: a short process may abort at exit (see io._LOCAL_FS)."""
+    from utils.core.paths import PROJECT_ROOT
+
+    sources = [*(PROJECT_ROOT / "utils").rglob("*.py"), *(PROJECT_ROOT / "bench").glob("bench_*.py"),
+               PROJECT_ROOT / "run_all.py", *(PROJECT_ROOT / "notebooks").glob("*.ipynb")]
+    bare = [str(f.relative_to(PROJECT_ROOT)) for f in sources
+            if "pd.read_parquet(" in f.read_text(encoding="utf-8") and f.name != "io.py"]
+    assert not bare, f"use utils.core.io.read_parquet in {bare}"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from utils.core.contracts import WRITTEN_AT, DataContractError, check_duplicate_headers, note
@@ -28,6 +29,14 @@ _CHUNK = 1 << 20
 # The csv_sep parameter's values; "auto" sniffs the separator from the file's first lines.
 SEPARATORS = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
 _SNIFF_BYTES = 1 << 16
+# Given a local path, pandas 2.1 opens the file itself and hands pyarrow a Python file object.
+# pyarrow's dataset reader then holds Python objects (that file, the bytes it read), and one of
+# its worker threads drops them just after read_parquet returns; if the process is exiting by
+# then, CPython kills that thread inside a C++ destructor: "terminate called without an active
+# exception", SIGABRT, exit 134, about once in 100 short processes (apache/arrow#34314). With a
+# pyarrow filesystem pandas passes the path and Arrow reads the file natively: nothing of Python's
+# to release, the same frame. bench/soak_parquet_exit.py counts the aborts.
+_LOCAL_FS = pafs.LocalFileSystem()
 
 
 def read_table(path: str | Path, sep: str = "auto") -> pd.DataFrame:
@@ -54,11 +63,16 @@ def read_table(path: str | Path, sep: str = "auto") -> pd.DataFrame:
     return frame
 
 
+def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_parquet`` of a local file, without the abort at interpreter exit (see ``_LOCAL_FS``)."""
+    return pd.read_parquet(path, filesystem=_LOCAL_FS, **kwargs)
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         names = [n for n in pq.read_schema(path).names if not n.startswith("__index_level_")]
         check_duplicate_headers(names, str(path))
-        frame = pd.read_parquet(path)
+        frame = read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as error:  # a damaged file fails in several ways
         if isinstance(error, DataContractError):
             raise

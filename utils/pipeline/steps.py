@@ -26,7 +26,7 @@ import pandas as pd
 
 from utils.core import env, gate, paths, registry, tracking
 from utils.core.files import read_json, write_json
-from utils.core.io import write_parquet
+from utils.core.io import read_parquet, write_parquet
 from utils.pipeline import catalog, execute
 from utils.pipeline.manifest import git_state
 from utils.pipeline.params import RUNNER_PARAMETERS, declared_parameters
@@ -76,7 +76,7 @@ class StepContext:
                                         f"run_dir (or run `python run_all.py`)")
             build_upstream(ds, self.run)
         if ds.format == "parquet":
-            return pd.read_parquet(location)
+            return read_parquet(location)
         if ds.format == "csv":
             return pd.read_csv(location)
         if ds.format == "json":
