@@ -583,7 +583,6 @@ def odd_leads(leads: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def smoke(leads, shop, tmp_path_factory):
     """Ctrl-C in one run, kill -9 in the next, then a full smoke run over files with every recoverable oddity."""
-    pytest.importorskip("papermill")
     folder = tmp_path_factory.mktemp("smoke")
     outputs, inputs = folder / "outputs", folder / "inputs"
     inputs.mkdir()
