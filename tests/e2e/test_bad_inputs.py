@@ -46,7 +46,7 @@ EARLIER_RUN = "20260101-000000-default-abcd"
 
 @pytest.fixture(scope="module")
 def leads() -> pd.DataFrame:
-    """Enough leads for the default checks (a time holdout of 270 >= min_holdout_leads=200)."""
+    """1,500 leads: each case is refused for the defect it plants (the checks of the split come last)."""
     return generate_leads(1_500, random_seed=7)
 
 
