@@ -18,6 +18,7 @@ from utils.clv.model import (
     baseline_predictions,
     make_random_forest,
     plot_importance,
+    predict_own_columns,
     time_folds,
     time_split,
     tune_hurdle,
@@ -210,3 +211,13 @@ def test_forest_predictions_are_bit_identical_whatever_the_thread_order():
     first = forest.predict(df[FEATURES])
     assert all(np.array_equal(first, forest.predict(df[FEATURES])) for _ in range(5))
     assert forest.named_steps["forest"].n_jobs == -1, "fitting still uses every core"
+
+
+def test_predict_own_columns_lets_one_frame_serve_models_reading_different_columns():
+    df = basket_frame(300)
+    forest = make_random_forest(10, random_state=0).fit(df[FEATURES], df[TARGET])
+    naive = NaiveCLV().fit(df)
+    np.testing.assert_allclose(predict_own_columns(forest, df), forest.predict(df[FEATURES]))
+    np.testing.assert_allclose(predict_own_columns(naive, df), df["window_revenue"])
+    with pytest.raises(KeyError):
+        predict_own_columns(forest, df.drop(columns="noise"))

@@ -79,7 +79,7 @@ def build_clv_dataset(
 
 def btyd_history(train_df: pd.DataFrame, purchases: pd.DataFrame, feature_window_days: int,
                  horizon_days: int) -> pd.DataFrame:
-    """The BG/NBD summary of each training customer over its window AND horizon (index customer_id).
+    """The BG/NBD summary of each training customer over its window AND horizon (customer_id, ``btyd_*``).
 
     It holds what the target holds (the horizon's purchases), so it is never a feature: it only
     lets BG/NBD + Gamma-Gamma be fitted on the training customers' observed lives
@@ -92,7 +92,7 @@ def btyd_history(train_df: pd.DataFrame, purchases: pd.DataFrame, feature_window
                 raise DataContractError(name, column, "missing: cannot summarise the training customers' lives")
     checked = purchases.assign(timestamp=pd.to_datetime(purchases["timestamp"]))
     refs = pd.Series(pd.to_datetime(train_df["ref_date"]).to_numpy(), index=train_df["customer_id"].to_numpy())
-    return btyd_summary(checked, refs, feature_window_days + horizon_days)
+    return btyd_summary(checked, refs, feature_window_days + horizon_days).reset_index()
 
 
 def feature_columns(df: pd.DataFrame) -> list[str]:

@@ -221,17 +221,15 @@ def paired_bootstrap(actual, predicted_a, predicted_b, metric: Callable = normal
 
 def comparison_table(actual, predictions: dict[str, np.ndarray], references: dict[str, str], n_boot: int = 1000,
                      random_state: int = 0) -> pd.DataFrame:
-    """One row per model: Gini, Spearman, top-decile capture, decile MAPE, and for each reference
-    (label -> model name) the Gini and Spearman gain with its paired-bootstrap 95% interval
-    (columns ``gini_gain_vs_<label>``, ``..._low``, ``..._high``)."""
+    """One row per model: Gini, Spearman, top-decile capture, RMSE, MAE, decile MAPE, and for each
+    reference (label -> model name) the Gini and Spearman gain with its paired-bootstrap 95%
+    interval (columns ``gini_gain_vs_<label>``, ``..._low``, ``..._high``)."""
     missing = [name for name in references.values() if name not in predictions]
     if missing:
         raise ValueError(f"comparison_table: reference model(s) {missing} have no predictions")
     rows = []
     for name, predicted in predictions.items():
-        row = {"model": name, "gini": normalized_gini(actual, predicted), "spearman": spearman(actual, predicted),
-               "top_decile_capture": top_decile_capture(actual, predicted),
-               "decile_mape": decile_mape(actual, predicted)}
+        row = {"model": name, **clv_metrics(actual, predicted), "decile_mape": decile_mape(actual, predicted)}
         for label, reference in references.items():
             for metric, function in RANKING_METRICS.items():
                 key = f"{metric}_gain_vs_{label}"
@@ -243,6 +241,42 @@ def comparison_table(actual, predictions: dict[str, np.ndarray], references: dic
                 row[key], row[f"{key}_low"], row[f"{key}_high"] = boot["diff"], boot["low"], boot["high"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def comparison_keys(table: pd.DataFrame, prefix: str = "clv") -> dict[str, float]:
+    """Flat metric keys of :func:`comparison_table`: :func:`tracking_keys` plus ``clv.decile_mape_test.<m>``
+    and every gain with its interval (``clv.gini_gain_vs_naive.<m>``, ``..._low``, ``..._high``).
+    An undefined value (a decile MAPE of inf) is left out rather than logged."""
+    keys = tracking_keys(table, prefix)
+    gains = [c for c in table.columns if "_gain_vs_" in c]
+    for _, row in table.iterrows():
+        keys[f"{prefix}.decile_mape_test.{row['model']}"] = float(row["decile_mape"])
+        keys.update({f"{prefix}.{column}.{row['model']}": float(row[column]) for column in gains})
+    return {key: value for key, value in keys.items() if np.isfinite(value)}
+
+
+def describe_gain(table: pd.DataFrame, model: str, label: str, reference: str, digits: int = 4) -> str:
+    """In words: is ``model``'s gain in Gini and Spearman over ``label`` (model ``reference``) real?
+
+    Real means both 95% intervals lie above 0; worse, that one lies below 0; otherwise the test
+    customers cannot tell the gain from noise, whatever the sign of the point estimate.
+    """
+    row = table.set_index("model").loc[model]
+    parts, lows, highs = [], [], []
+    for metric in RANKING_METRICS:
+        key = f"{metric}_gain_vs_{label}"
+        lows.append(row[f"{key}_low"])
+        highs.append(row[f"{key}_high"])
+        low, high = row[f"{key}_low"], row[f"{key}_high"]
+        parts.append(f"{metric.capitalize()} {row[key]:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]")
+    head = f"{model} vs {label} ({reference}): " + ", ".join(parts) + " (95% paired-bootstrap intervals): "
+    if model == reference:
+        return head + "the same model."
+    if min(lows) > 0:
+        return head + "a real gain: both intervals lie above 0."
+    if min(highs) < 0:
+        return head + "worse: an interval lies below 0."
+    return head + "no evidence of a gain: an interval includes 0, so on these test customers it cannot be told from noise."
 
 
 def plot_gains(table: pd.DataFrame, references: dict[str, str], note: str = ""):

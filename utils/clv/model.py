@@ -549,3 +549,10 @@ def burn_in_cv(model, X: pd.DataFrame, y, ref_dates: pd.Series, data_start: pd.T
                .iloc[0]["burn_in_days"])
     table["chosen"] = table["burn_in_days"] == best
     return best, table
+
+
+def predict_own_columns(model, X: pd.DataFrame) -> np.ndarray:
+    """``model.predict`` on the columns the model names (``feature_names_in_``), whatever else X holds:
+    one holdout frame then serves candidates and champions that read different columns."""
+    needed = getattr(model, "feature_names_in_", None)
+    return model.predict(X if needed is None else X[list(needed)])

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.dummy import DummyRegressor
 
 from utils.clv.basket import BASKET_COLUMN
 from utils.clv.btyd import WINDOW_COLUMNS, BTYDRegressor
@@ -79,8 +80,9 @@ def decide_burn_in(train: pd.DataFrame, data_start: pd.Timestamp, candidates: li
 def candidates(history: pd.DataFrame, horizon_days: int, hurdle_params: dict, enriched_params: dict,
                rf_n_estimators: int, random_state: int, columns: dict[str, list[str]]) -> tuple[dict, dict]:
     """Every candidate model, and the columns each reads."""
-    models: dict = {"naive": NaiveCLV()}
-    reads: dict = {"naive": columns["naive"]}
+    # "baseline" (everyone gets the training mean) ranks no one: the floor of every table.
+    models: dict = {"baseline": DummyRegressor(strategy="mean"), "naive": NaiveCLV()}
+    reads: dict = {"baseline": columns["naive"], "naive": columns["naive"]}
     for name, (fit_on, spend) in BTYD_VARIANTS.items():
         models[name] = BTYDRegressor(horizon_days=horizon_days, fit_on=fit_on, spend_orders=spend, history=history)
         reads[name] = columns["btyd"]

@@ -51,4 +51,7 @@ def check_inputs(params: dict[str, Any]) -> list[ContractReport]:
                  for src, name in CLV_PATH_PARAMS.items()}
         frames = clv_schema.read_clv_sources(files)
         reports.append(clv_schema.validate_clv_sources(frames, {k: v or f"<{k}>" for k, v in files.items()}))
+        if params.get("clv_purchase_lines_path"):
+            source = str(paths.resolve_input(params["clv_purchase_lines_path"]))
+            clv_schema.check_purchase_lines(read_table(source), frames["purchases"], source)
     return reports
