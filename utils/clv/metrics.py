@@ -255,6 +255,23 @@ def comparison_keys(table: pd.DataFrame, prefix: str = "clv") -> dict[str, float
     return {key: value for key, value in keys.items() if np.isfinite(value)}
 
 
+def readable_table(table: pd.DataFrame, labels: tuple[str, ...] = ("naive", "btyd")) -> pd.DataFrame:
+    """:func:`comparison_table` as text for people: metrics to 4 places, each gain as ``+0.0081 [-0.008, +0.026]``."""
+    out = pd.DataFrame({"model": table["model"]})
+    if "role" in table.columns:
+        out["role"] = table["role"]
+    for column, label in (("gini", "Gini"), ("spearman", "Spearman"), ("top_decile_capture", "top-10% capture"),
+                          ("decile_mape", "decile MAPE")):
+        out[label] = table[column].map("{:.4f}".format)
+    for reference in labels:
+        for metric in RANKING_METRICS:
+            key = f"{metric}_gain_vs_{reference}"
+            out[f"d{metric.capitalize()} vs {reference}"] = [
+                f"{g:+.4f} [{lo:+.3f}, {hi:+.3f}]" for g, lo, hi in zip(table[key], table[f"{key}_low"],
+                                                                         table[f"{key}_high"])]
+    return out
+
+
 def describe_gain(table: pd.DataFrame, model: str, label: str, reference: str, digits: int = 4) -> str:
     """In words: is ``model``'s gain in Gini and Spearman over ``label`` (model ``reference``) real?
 

@@ -27,7 +27,7 @@ from sklearn.dummy import DummyRegressor
 
 from utils.clv.basket import BASKET_COLUMN
 from utils.clv.btyd import WINDOW_COLUMNS, BTYDRegressor
-from utils.clv.features import TARGET, feature_columns
+from utils.clv.features import TARGET, btyd_history, build_clv_dataset, feature_columns
 from utils.clv.metrics import comparison_table
 from utils.clv.model import (
     NAIVE_FEATURE,
@@ -50,6 +50,17 @@ BTYD_VARIANTS = {"btyd_window_repeat": ("window", "repeat"), "btyd_window_all": 
                  "btyd_history_repeat": ("history", "repeat"), "btyd_history_all": ("history", "all")}
 BTYD_TEXTBOOK = "btyd_window_repeat"
 REFERENCES = ("naive", "btyd")  # the labels of the gains in the read-out
+
+
+def clv_tables(sources: dict[str, pd.DataFrame], feature_window_days: int,
+               horizon_days: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """What 02_cleaning makes of the sources: the training table, its history (indexed by customer_id)
+    and the report (with ``data_start``)."""
+    train, _, report = build_clv_dataset(
+        sources["customers"], sources["web_actions"], sources["campaigns"], sources["purchases"],
+        feature_window_days, horizon_days, purchase_lines=sources.get("purchase_lines"))
+    history = btyd_history(train, sources["purchases"], feature_window_days, horizon_days).set_index("customer_id")
+    return train, history, report
 
 
 def model_columns(customers: pd.DataFrame) -> dict[str, list[str]]:

@@ -61,6 +61,17 @@ def sources_from_transactions(
     return customers, _empty(WEB_ACTION_COLUMNS, "timestamp"), _empty(CAMPAIGN_COLUMNS, "sent_at"), purchases, report
 
 
+def transaction_sources(tx: pd.DataFrame, columns: dict[str, str],
+                        file: str = "<transactions>") -> tuple[dict[str, pd.DataFrame], dict]:
+    """The five CLV sources of a table of invoice lines (keys as the synthetic shop's) and the report."""
+    customers, web, campaigns, purchases, report = sources_from_transactions(tx, columns, file)
+    lines = purchase_lines_from_transactions(tx, columns, file)
+    report = {**report, "purchase_lines": len(lines), "products": int(lines["product"].nunique()),
+              "return_lines": int((lines["quantity"] < 0).sum())}
+    return {"customers": customers, "web_actions": web, "campaigns": campaigns, "purchases": purchases,
+            "purchase_lines": lines}, report
+
+
 def purchase_lines_from_transactions(tx: pd.DataFrame, columns: dict[str, str],
                                      file: str = "<transactions>") -> pd.DataFrame:
     """The ``purchase_lines`` source: every invoice line of a known customer, as the purchases see it.
