@@ -21,3 +21,16 @@ def test_missing_purchases_with_customers_is_an_error(tmp_path):
     path.write_text("customer_id,signup_date,age,gender,country\n1,2021-01-01,30,F,USA\n")
     with pytest.raises(DataContractError, match="purchases"):
         preflight.check_inputs({"clv_customers_path": str(path)})
+
+
+def test_purchase_lines_that_belong_to_no_purchase_stop_the_run(tmp_path):
+    customers, purchases, lines = (tmp_path / f"{name}.csv" for name in ("customers", "purchases", "lines"))
+    customers.write_text("customer_id,signup_date,age,gender,country\n1,2021-01-01,30,F,USA\n")
+    purchases.write_text("customer_id,order_id,timestamp,amount,n_items\n1,a,2021-01-02 10:00,12.5,2\n")
+    lines.write_text("customer_id,order_id,timestamp,product,quantity,unit_price\n1,a,2021-01-02 10:00,P1,2,6.25\n")
+    params = {"clv_customers_path": str(customers), "clv_purchases_path": str(purchases),
+              "clv_purchase_lines_path": str(lines)}
+    assert len(preflight.check_inputs(params)) == 1
+    lines.write_text("customer_id,order_id,timestamp,product,quantity,unit_price\n1,b,2021-01-02 10:00,P1,2,6.25\n")
+    with pytest.raises(DataContractError, match="lines.csv: column 'order_id': 1 line"):
+        preflight.check_inputs(params)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 
 def gini(actual, predicted) -> float:
@@ -219,26 +219,70 @@ def paired_bootstrap(actual, predicted_a, predicted_b, metric: Callable = normal
             "share_positive": float(np.mean(np.asarray(diffs) > 0)), "skipped": skipped}
 
 
+def bootstrap_scores(actual, predictions: dict[str, np.ndarray], n_boot: int = 1000,
+                     random_state: int = 0) -> dict[str, pd.DataFrame]:
+    """Gini and Spearman of every model on the same ``n_boot`` resamples of the customers.
+
+    One resample serves every model (so any two columns are paired), and the parts that depend
+    on the actual values only (Gini's perfect-ranking denominator, the ranks of the actuals)
+    are computed once per resample. Resamples where nothing can be ranked are skipped. Returns
+    {"gini": frame, "spearman": frame}, one row per kept resample, one column per model.
+    """
+    actual = np.asarray(actual, dtype="float64")
+    names = list(predictions)
+    matrix = np.vstack([np.asarray(predictions[name], dtype="float64") for name in names])
+    if matrix.shape[1] != len(actual):
+        raise ValueError("bootstrap_scores: every prediction must be as long as actual")
+    if n_boot < 1:
+        raise ValueError(f"bootstrap_scores: n_boot must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(random_state)
+    ginis, spearmans = [], []
+    for _ in range(n_boot):
+        rows = rng.integers(0, len(actual), len(actual))
+        sample = actual[rows]
+        if sample.sum() == 0 or np.all(sample == sample[0]):
+            continue
+        best = gini(sample, sample)
+        actual_rank = rankdata(sample)
+        ginis.append([gini(sample, row[rows]) / best for row in matrix])
+        spearmans.append([_rank_correlation(actual_rank, row[rows]) for row in matrix])
+    if not ginis:
+        raise ValueError("bootstrap_scores: nothing could be ranked on any resample")
+    return {"gini": pd.DataFrame(ginis, columns=names), "spearman": pd.DataFrame(spearmans, columns=names)}
+
+
+def _rank_correlation(actual_rank: np.ndarray, predicted: np.ndarray) -> float:
+    """Spearman from precomputed ranks of the actuals; 0.0 for a constant prediction, as :func:`spearman`."""
+    if np.all(predicted == predicted[0]):
+        return 0.0
+    return float(np.corrcoef(actual_rank, rankdata(predicted))[0, 1])
+
+
 def comparison_table(actual, predictions: dict[str, np.ndarray], references: dict[str, str], n_boot: int = 1000,
-                     random_state: int = 0) -> pd.DataFrame:
+                     level: float = 0.95, random_state: int = 0) -> pd.DataFrame:
     """One row per model: Gini, Spearman, top-decile capture, RMSE, MAE, decile MAPE, and for each
-    reference (label -> model name) the Gini and Spearman gain with its paired-bootstrap 95%
-    interval (columns ``gini_gain_vs_<label>``, ``..._low``, ``..._high``)."""
+    reference (label -> model name) the Gini and Spearman gain with its paired-bootstrap interval
+    (columns ``gini_gain_vs_<label>``, ``..._low``, ``..._high``; percentiles of the gain over
+    :func:`bootstrap_scores`' resamples, the same as :func:`paired_bootstrap` per pair)."""
     missing = [name for name in references.values() if name not in predictions]
     if missing:
         raise ValueError(f"comparison_table: reference model(s) {missing} have no predictions")
+    if not 0 < level < 1:
+        raise ValueError(f"comparison_table: level must be in (0, 1), got {level}")
+    boot = bootstrap_scores(actual, predictions, n_boot, random_state)
+    tail = (1 - level) / 2
+    points = {name: {**clv_metrics(actual, predicted), "decile_mape": decile_mape(actual, predicted)}
+              for name, predicted in predictions.items()}
     rows = []
-    for name, predicted in predictions.items():
-        row = {"model": name, **clv_metrics(actual, predicted), "decile_mape": decile_mape(actual, predicted)}
+    for name in predictions:
+        row = {"model": name, **points[name]}
         for label, reference in references.items():
-            for metric, function in RANKING_METRICS.items():
+            for metric in RANKING_METRICS:
                 key = f"{metric}_gain_vs_{label}"
-                if reference == name:
-                    row[key] = row[f"{key}_low"] = row[f"{key}_high"] = 0.0
-                    continue
-                boot = paired_bootstrap(actual, predicted, predictions[reference], function, n_boot,
-                                        random_state=random_state)
-                row[key], row[f"{key}_low"], row[f"{key}_high"] = boot["diff"], boot["low"], boot["high"]
+                diffs = boot[metric][name] - boot[metric][reference]
+                low, high = np.quantile(diffs, [tail, 1 - tail]) if reference != name else (0.0, 0.0)
+                row[key] = points[name][metric] - points[reference][metric]
+                row[f"{key}_low"], row[f"{key}_high"] = float(low), float(high)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -293,7 +337,9 @@ def describe_gain(table: pd.DataFrame, model: str, label: str, reference: str, d
         return head + "a real gain: both intervals lie above 0."
     if min(highs) < 0:
         return head + "worse: an interval lies below 0."
-    return head + "no evidence of a gain: an interval includes 0, so on these test customers it cannot be told from noise."
+    verdict = "no evidence of a gain: an interval includes 0, so on these test customers it cannot be told from noise"
+    points = [row[f"{metric}_gain_vs_{label}"] for metric in RANKING_METRICS]
+    return head + verdict + (" (and a point estimate lies below 0)." if min(points) < 0 else ".")
 
 
 def plot_gains(table: pd.DataFrame, references: dict[str, str], note: str = ""):
