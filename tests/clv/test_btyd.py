@@ -95,7 +95,7 @@ def test_predict_reads_only_the_window_columns():
 
 
 def test_btyd_rejects_bad_settings():
-    X, y, history = simulated(200)
+    X, y, _ = simulated(200)
     with pytest.raises(ValueError, match="spend_orders"):
         BTYDRegressor(spend_orders="first").fit(X, y)
     with pytest.raises(ValueError, match="fit_on"):

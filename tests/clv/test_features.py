@@ -190,10 +190,10 @@ def lines_of(purchases: pd.DataFrame) -> pd.DataFrame:
 
 def test_btyd_timing_and_basket_columns_come_from_the_window(fake_gdp):
     customers, web, campaigns, purchases = sources()
-    train, score, report = build(customers, web, campaigns, purchases.assign())
+    train, _, _ = build(customers, web, campaigns, purchases)
     assert train[BASKET_COLUMN].eq("{}").all() and np.isnan(row(train, 1)["basket_lines"])  # no lines: unknown
-    train, score, report = build_clv_dataset(customers, web, campaigns, purchases, feature_window_days=7,
-                                             horizon_days=30, as_of=T0 + 110 * DAY, purchase_lines=lines_of(purchases))
+    train, _, report = build_clv_dataset(customers, web, campaigns, purchases, feature_window_days=7,
+                                         horizon_days=30, as_of=T0 + 110 * DAY, purchase_lines=lines_of(purchases))
     one = row(train, 1)
     # Customer 1 bought on days 1 and 5 of its 7-day window (orders a and b), then on day 10 (c).
     assert one["btyd_frequency"] == 1 and one["btyd_recency"] == 4 and one["btyd_T"] == 6

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 import pandas as pd
+import pytest
 
 from utils.clv.metrics import (
     bootstrap_scores,

@@ -34,7 +34,7 @@ def test_smoothing_pulls_rare_products_to_the_mean():
     y = np.r_[np.full(6, 500.0), np.zeros(6)]
     weak = ProductSignal(smoothing=1000.0).fit(products(), y).transform(new_customers(), 3)
     strong = ProductSignal(smoothing=1.0).fit(products(), y).transform(new_customers(), 3)
-    spread = lambda s: abs(s.loc[1, "prod_value_mean"] - s.loc[2, "prod_value_mean"])  # noqa: E731
+    spread = lambda s: abs(s.loc[1, "prod_value_mean"] - s.loc[2, "prod_value_mean"])
     assert spread(weak) < spread(strong) / 10
 
 

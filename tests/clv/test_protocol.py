@@ -24,8 +24,8 @@ def first(shop):
 
 
 def run(train, history, start, **overrides):
-    settings = dict(tuning_trials=2, tuning_folds=2, rf_n_estimators=20, n_boot=20, random_state=0,
-                    burn_in_candidates=(0, 28))
+    settings = {"tuning_trials": 2, "tuning_folds": 2, "rf_n_estimators": 20, "n_boot": 20, "random_state": 0,
+                "burn_in_candidates": (0, 28)}
     return protocol.evaluate(train, history, 150, start, **(settings | overrides))
 
 

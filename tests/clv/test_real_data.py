@@ -28,7 +28,7 @@ from utils.clv.transactions import CDNOW_COLUMNS, cdnow_transactions, transactio
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
 HORIZON = 180
-LEAN = dict(tuning_trials=4, tuning_folds=3, rf_n_estimators=100, n_boot=300, random_state=42)
+LEAN = {"tuning_trials": 4, "tuning_folds": 3, "rf_n_estimators": 100, "n_boot": 300, "random_state": 42}
 RETAIL_COLUMNS = {"invoice": "InvoiceNo", "product": "StockCode", "quantity": "Quantity", "timestamp": "InvoiceDate",
                   "unit_price": "UnitPrice", "customer": "CustomerID", "country": "Country"}
 

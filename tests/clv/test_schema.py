@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import assert_contract_error
 from utils.clv.schema import (
     PURCHASE_LINES_SCHEMA,
     check_purchase_lines,
@@ -11,7 +12,6 @@ from utils.clv.schema import (
     validate_clv_sources,
     validate_transactions,
 )
-from tests.helpers import assert_contract_error
 from utils.core.contracts import DataContractError
 
 

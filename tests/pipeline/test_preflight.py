@@ -1,8 +1,8 @@
 import pytest
 
-from utils.pipeline import preflight
-from utils.leads.synth import generate_leads
 from utils.core.contracts import DataContractError
+from utils.leads.synth import generate_leads
+from utils.pipeline import preflight
 
 
 def test_no_user_files_means_nothing_to_check():

@@ -116,7 +116,9 @@ def parse_baskets(baskets: pd.Series | np.ndarray | list) -> pd.DataFrame:
         except (TypeError, json.JSONDecodeError):
             basket = None
         if not isinstance(basket, dict):
-            raise ValueError(f"{BASKET_COLUMN}: row {position} is not a JSON object of product -> amount: {text!r:.80}")
+            # Bad data, not a caller's wrong type: a ValueError, as for unreadable text.
+            raise ValueError(  # noqa: TRY004
+                f"{BASKET_COLUMN}: row {position} is not a JSON object of product -> amount: {text!r:.80}")
         rows.extend([position] * len(basket))
         products.extend(basket.keys())
         amounts.extend(basket.values())

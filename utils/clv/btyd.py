@@ -143,7 +143,7 @@ class BTYDRegressor(RegressorMixin, BaseEstimator):
             self.gamma_gamma_, self.gg_penalizer_used_ = _fit_escalating(
                 lambda p: GammaGammaFitter(penalizer_coef=p).fit(orders[usable], value[usable]),
                 self.gg_penalizer_coef)
-        self.n_fit_customers_ = int(len(born))
+        self.n_fit_customers_ = len(born)
         # What predict reads (the gate and scoring pass exactly these columns).
         self.feature_names_in_ = np.array(WINDOW_COLUMNS, dtype=object)
         return self

@@ -25,7 +25,6 @@ from utils.core.contracts import (
 )
 from utils.core.io import read_table
 
-
 # kind per column: id (whole number), datetime, number, integer, text
 CLV_SCHEMAS: dict[str, dict[str, str]] = {
     "customers": {"customer_id": "id", "signup_date": "datetime", "age": "number", "gender": "text", "country": "text"},
