@@ -85,3 +85,37 @@ def test_read_out_roles_and_references(shop, first):
     assert row["gini_gain_vs_naive"] == row["gini_gain_vs_naive_low"] == 0.0
     assert len(result.test) == round(0.3 * len(train))
     assert len(result.train) + result.burn_in_excluded == len(train) - len(result.test)
+
+
+def test_no_row_after_a_window_reaches_a_feature_the_history_of_training_or_a_test_prediction():
+    """Every purchase and line of the test customers at or after their window's end is made absurd:
+    their targets change; every feature, the training customers' history and the test predictions
+    of a model with the product signal do not."""
+    sources = synth.generate_clv(1200, 11)
+    train, history, _ = protocol.clv_tables(sources, 14, 120)
+    fit, test = protocol.time_split(train)
+    refs = train.set_index("customer_id")["ref_date"]
+    scrambled = dict(sources)
+    for name in ("purchases", "purchase_lines"):
+        frame = sources[name].copy()
+        late = frame["customer_id"].isin(test["customer_id"]) & (
+            frame["timestamp"] >= frame["customer_id"].map(refs) + pd.Timedelta(days=14))
+        if name == "purchases":
+            frame.loc[late, "amount"] = frame.loc[late, "amount"] * 1000 + 12_345.0
+        else:
+            frame.loc[late, ["quantity", "unit_price", "product"]] = [777.0, 99.0, "P000"]
+        scrambled[name] = frame
+    train2, history2, _ = protocol.clv_tables(scrambled, 14, 120)
+    fit2, test2 = protocol.time_split(train2)
+    features = [c for c in train.columns if c != TARGET]
+    pd.testing.assert_frame_equal(train[features], train2[features])
+    assert not np.allclose(test[TARGET], test2[TARGET])
+    pd.testing.assert_frame_equal(history.loc[fit["customer_id"]], history2.loc[fit2["customer_id"]])
+    columns = protocol.model_columns(train)["enriched"]
+    model, _ = protocol.candidates(history, 120, {}, {"n_estimators_clf": 20}, 10, 0,
+                                   protocol.model_columns(train))
+    first = model["hurdle_products"].fit(fit[columns], fit[TARGET]).predict(test[columns])
+    model2, _ = protocol.candidates(history2, 120, {}, {"n_estimators_clf": 20}, 10, 0,
+                                    protocol.model_columns(train2))
+    second = model2["hurdle_products"].fit(fit2[columns], fit2[TARGET]).predict(test2[columns])
+    np.testing.assert_allclose(first, second)
