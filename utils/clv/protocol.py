@@ -114,6 +114,7 @@ def btyd_reference(selection: pd.DataFrame) -> str:
 
 
 def roles(names, registered: str, reference: str) -> list[str]:
+    """The role column of the selection and test tables: "registered", "BG/NBD+GG reference" or ""."""
     return ["registered" if name == registered else "BG/NBD+GG reference" if name == reference else ""
             for name in names]
 
