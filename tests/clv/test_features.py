@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from utils.clv import features as features_module
-from utils.clv.features import TARGET, build_clv_dataset, feature_columns
+from utils.clv.basket import BASKET_COLUMN
+from utils.clv.features import TARGET, btyd_history, build_clv_dataset, feature_columns
 from utils.core.contracts import DataContractError
 
 T0 = pd.Timestamp("2021-01-01")
@@ -174,3 +175,65 @@ def test_works_with_the_real_gdp_table():
     train, _, report = build(customers, web, campaigns, purchases)
     assert row(train, 1)["iso3"] == "IRL" and row(train, 1)["gdp_per_capita"] > 0
     assert "Narnia" in report["countries_unmatched"]
+
+
+# --- the window's purchases to BG/NBD, timing, basket; the training history ---------------------
+
+
+def lines_of(purchases: pd.DataFrame) -> pd.DataFrame:
+    """One line per purchase (product named after the order), at the purchase's time."""
+    return pd.DataFrame({"customer_id": purchases["customer_id"], "order_id": purchases["order_id"],
+                         "timestamp": purchases["timestamp"], "product": "P-" + purchases["order_id"],
+                         "quantity": purchases["n_items"].astype(float),
+                         "unit_price": purchases["amount"] / purchases["n_items"]})
+
+
+def test_btyd_timing_and_basket_columns_come_from_the_window(fake_gdp):
+    customers, web, campaigns, purchases = sources()
+    train, _, _ = build(customers, web, campaigns, purchases)
+    assert train[BASKET_COLUMN].eq("{}").all() and np.isnan(row(train, 1)["basket_lines"])  # no lines: unknown
+    train, _, report = build_clv_dataset(customers, web, campaigns, purchases, feature_window_days=7,
+                                         horizon_days=30, as_of=T0 + 110 * DAY, purchase_lines=lines_of(purchases))
+    one = row(train, 1)
+    # Customer 1 bought on days 1 and 5 of its 7-day window (orders a and b), then on day 10 (c).
+    assert one["btyd_frequency"] == 1 and one["btyd_recency"] == 4 and one["btyd_T"] == 6
+    assert one["btyd_monetary_all"] == pytest.approx(20.0) and one["btyd_monetary_repeat"] == pytest.approx(30.0)
+    assert one["timing_span_days"] == 4 and one["basket_lines"] == 2
+    assert json.loads(one[BASKET_COLUMN]) == {"P-a": 10.0, "P-b": 30.0}
+    assert BASKET_COLUMN not in feature_columns(train) and "btyd_frequency" in feature_columns(train)
+    assert report["purchase_lines"] == len(purchases) and report["data_start"] == str(T0 - DAY)
+
+
+def test_lines_after_the_window_never_reach_a_feature(fake_gdp):
+    customers, web, campaigns, purchases = sources()
+    lines = lines_of(purchases)
+    base, _, _ = build_clv_dataset(customers, web, campaigns, purchases, 7, 30, T0 + 110 * DAY, purchase_lines=lines)
+    late = purchases["timestamp"] >= purchases["customer_id"].map({1: T0 + 7 * DAY, 2: T0 + 9 * DAY, 3: T0})
+    changed_p = purchases.copy()
+    changed_p.loc[late, "amount"] = 1e6
+    changed_l = lines.copy()
+    changed_l.loc[late.to_numpy(), ["product", "quantity", "unit_price"]] = ["NEW", 1.0, 1e6]
+    after, _, _ = build_clv_dataset(customers, web, campaigns, changed_p, 7, 30, T0 + 110 * DAY,
+                                    purchase_lines=changed_l)
+    features = [c for c in base.columns if c != TARGET]
+    pd.testing.assert_frame_equal(base[features], after[features])
+    assert not np.allclose(base[TARGET], after[TARGET])  # the target did see them
+
+
+def test_lines_must_belong_to_purchases(fake_gdp):
+    customers, web, campaigns, purchases = sources()
+    lines = lines_of(purchases).assign(order_id="nowhere")
+    with pytest.raises(DataContractError, match="clv_purchase_lines.*belong to no purchase"):
+        build_clv_dataset(customers, web, campaigns, purchases, 7, 30, T0 + 110 * DAY, purchase_lines=lines)
+
+
+def test_history_summarises_window_and_horizon_of_the_training_customers(fake_gdp):
+    customers, web, campaigns, purchases = sources()
+    train, _, _ = build(customers, web, campaigns, purchases)
+    history = btyd_history(train, purchases, 7, 30).set_index("customer_id")
+    assert set(history.index) == set(train["customer_id"])
+    # Customer 1 over 37 days: purchase days 1, 5, 10 (day 50 is a refund, beyond the period anyway).
+    assert history.loc[1, "btyd_frequency"] == 2 and history.loc[1, "btyd_recency"] == 9
+    assert history.loc[1, "btyd_T"] == 36
+    with pytest.raises(DataContractError, match="clv_purchases: column 'amount'"):
+        btyd_history(train, purchases.drop(columns="amount"), 7, 30)

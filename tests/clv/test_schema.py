@@ -3,15 +3,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import assert_contract_error
 from utils.clv.schema import (
+    PURCHASE_LINES_SCHEMA,
+    check_purchase_lines,
     clv_date_spec,
+    empty_purchase_lines,
     read_clv_sources,
     read_transactions,
     tx_date_spec,
     validate_clv_sources,
     validate_transactions,
 )
-from tests.helpers import assert_contract_error
 from utils.core.contracts import DataContractError
 
 
@@ -210,3 +213,39 @@ def test_uk_exported_retail_dates_read_as_the_original(shared_data, tmp_path):
     assert (frame["InvoiceDate"] == original["InvoiceDate"].dt.floor("min")).all()
     report = validate_transactions(frame, COLUMNS, "retail_uk.csv")
     assert report.counts["dates_read.InvoiceDate"] == 1 and "future_dates.InvoiceDate" not in report.counts
+# --- purchase lines ---------------------------------------------------------------------------
+
+
+def purchase_pair():
+    purchases = pd.DataFrame({"customer_id": [1, 1], "order_id": ["a", "b"],
+                              "timestamp": pd.to_datetime(["2021-01-01 10:00", "2021-01-05 12:00"]),
+                              "amount": [12.0, 5.0], "n_items": [3, 1]})
+    lines = pd.DataFrame({"customer_id": [1, 1, 1], "order_id": ["a", "a", "b"],
+                          "timestamp": ["2021-01-01 10:00", "2021-01-01 10:00", "2021-01-05 12:00"],
+                          "product": ["P1", 22423, "P1"], "quantity": ["2", 1, 1], "unit_price": [1.0, 10.0, 5.0]})
+    return purchases, lines
+
+
+def test_purchase_lines_are_typed_and_checked_against_their_purchases():
+    purchases, lines = purchase_pair()
+    checked = check_purchase_lines(lines, purchases, "lines.csv")
+    assert list(checked.columns) == list(PURCHASE_LINES_SCHEMA)
+    assert checked["quantity"].dtype == "float64" and checked["timestamp"].dtype == "datetime64[ns]"
+    assert checked["product"].tolist() == ["P1", "22423", "P1"]  # product codes are text
+    assert empty_purchase_lines().empty and list(empty_purchase_lines().columns) == list(PURCHASE_LINES_SCHEMA)
+    check_purchase_lines(empty_purchase_lines(), purchases)
+
+
+def test_purchase_line_problems_name_file_column_and_count():
+    purchases, lines = purchase_pair()
+    with pytest.raises(DataContractError, match="lines.csv: column 'product': missing"):
+        check_purchase_lines(lines.drop(columns="product"), purchases, "lines.csv")
+    with pytest.raises(DataContractError, match="column 'quantity'.*not numbers"):
+        check_purchase_lines(lines.assign(quantity="many"), purchases, "lines.csv")
+    with pytest.raises(DataContractError, match="column 'unit_price': 1 line"):
+        check_purchase_lines(lines.assign(unit_price=[1.0, None, 5.0]), purchases, "lines.csv")
+    with pytest.raises(DataContractError, match="1 line.*belong to no purchase"):
+        check_purchase_lines(lines.assign(order_id=["a", "a", "zz"]), purchases, "lines.csv")
+    with pytest.raises(DataContractError, match="column 'timestamp': 1 line.*another time"):
+        check_purchase_lines(lines.assign(timestamp=["2021-01-01 10:00", "2021-01-02", "2021-01-05 12:00"]),
+                             purchases, "lines.csv")

@@ -5,7 +5,9 @@ import pytest
 from scipy.stats import spearmanr
 
 from utils.clv import synth as sc
-from utils.clv.schema import CLV_SCHEMAS, validate_clv_sources
+from utils.clv.features import TARGET, build_clv_dataset
+from utils.clv.metrics import spearman
+from utils.clv.schema import CLV_SCHEMAS, PURCHASE_LINES_SCHEMA, check_purchase_lines, validate_clv_sources
 
 START, END = pd.Timestamp("2021-01-01"), pd.Timestamp("2022-12-31")
 DTYPES = {"id": "int64", "datetime": "datetime64[ns]", "number": "float64", "integer": "int64", "text": "object"}
@@ -16,7 +18,7 @@ def sources():
     return sc.generate_clv(5_000, 42)
 
 
-def later_spend(sources, early_days=sc.EARLY_DAYS, horizon_days=180):
+def later_spend(sources, early_days=sc.SIGNAL_DAYS, horizon_days=180):
     """Net spend in [signup + early_days, + horizon_days) of customers whose whole horizon is observed."""
     customers, purchases = sources["customers"], sources["purchases"]
     signup = purchases["customer_id"].map(customers.set_index("customer_id")["signup_date"])
@@ -28,8 +30,8 @@ def later_spend(sources, early_days=sc.EARLY_DAYS, horizon_days=180):
 
 
 def test_keys_columns_and_dtypes_follow_the_contract(sources):
-    assert list(sources) == ["customers", "web_actions", "campaigns", "purchases"]
-    for name, schema in CLV_SCHEMAS.items():
+    assert list(sources) == ["customers", "web_actions", "campaigns", "purchases", "purchase_lines"]
+    for name, schema in {**CLV_SCHEMAS, "purchase_lines": PURCHASE_LINES_SCHEMA}.items():
         frame = sources[name]
         assert list(frame.columns) == list(schema), name
         for column, kind in schema.items():
@@ -104,7 +106,7 @@ def test_early_sms_campaigns_lift_later_spend():
     spend = later_spend(sources)
     campaigns = sources["campaigns"]
     signup = campaigns["customer_id"].map(sources["customers"].set_index("customer_id")["signup_date"])
-    early = campaigns[(campaigns["sent_at"] - signup) < pd.Timedelta(days=sc.EARLY_DAYS)]
+    early = campaigns[(campaigns["sent_at"] - signup) < pd.Timedelta(days=sc.SIGNAL_DAYS)]
     got = early.groupby(["customer_id", "channel"]).size().unstack(fill_value=0)
     got = got.reindex(spend.index, fill_value=0)
     buys = spend["spend"] > 0
@@ -121,5 +123,56 @@ def test_full_scale_shop_has_every_customer():
 def test_bad_arguments():
     with pytest.raises(ValueError):
         sc.generate_clv(0, 1)
+    for bad in ({"late_share": 1.5}, {"signal_days": 0}, {"n_products": 2}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            sc.generate_clv(10, 1, **bad)
     one = sc.generate_clv(1, 1)
     assert len(one["customers"]) == 1 and np.issubdtype(one["purchases"]["amount"].dtype, np.floating)
+
+
+def test_lines_add_up_to_their_purchases_and_share_their_time(sources):
+    lines = check_purchase_lines(sources["purchase_lines"], sources["purchases"])  # raises if a line strays
+    amounts = (lines["quantity"] * lines["unit_price"]).groupby([lines["customer_id"], lines["order_id"]]).sum()
+    expected = sources["purchases"].set_index(["customer_id", "order_id"])["amount"]
+    assert len(amounts) == len(expected)
+    np.testing.assert_allclose(amounts.sort_index().to_numpy(), expected.sort_index().to_numpy(), atol=0.011)
+    refunds = lines["order_id"].str.startswith("R")
+    assert (lines.loc[refunds, "quantity"] < 0).all() and (lines.loc[~refunds, "quantity"] > 0).all()
+
+
+def _window_rank_power(late_share: float, seed: int) -> float:
+    """Spearman of 28-day window revenue with the next 180 days' revenue (training customers)."""
+    sources = sc.generate_clv(6_000, seed, signal_days=14, late_share=late_share)
+    train, _, _ = build_clv_dataset(*(sources[k] for k in ("customers", "web_actions", "campaigns", "purchases")),
+                                    feature_window_days=28, horizon_days=180)
+    return spearman(train[TARGET], train["window_revenue"])
+
+
+def test_value_revealed_late_is_what_the_window_cannot_see():
+    """All value early vs all value late, on three seeds: the window ranks the future clearly
+    better when nothing is revealed late. The generator no longer grades its own homework."""
+    gaps = [_window_rank_power(0.0, seed) - _window_rank_power(1.0, seed) for seed in (1, 2, 3)]
+    assert min(gaps) > 0.03, gaps
+
+
+def test_signal_period_is_the_generators_own_not_the_feature_window():
+    sources = sc.generate_clv(3_000, 2, signal_days=5)
+    purchases = sources["purchases"].merge(sources["customers"][["customer_id", "signup_date"]])
+    offset = (purchases["timestamp"] - purchases["signup_date"]) / pd.Timedelta(days=1)
+    first = offset.groupby(purchases["customer_id"]).min()
+    # First orders of first buyers come within the generator's 5 days, whatever window features use.
+    assert (first < 5).mean() > 0.6
+    web = sources["web_actions"].merge(sources["customers"][["customer_id", "signup_date"]])
+    web_offset = (web["timestamp"] - web["signup_date"]) / pd.Timedelta(days=1)
+    assert ((web_offset >= 5) & (web_offset < 6)).mean() < ((web_offset >= 0) & (web_offset < 1)).mean() / 3
+
+
+def test_what_customers_buy_hints_at_their_late_value(sources):
+    """Staples (the first third of the catalogue) are bought more by customers who spend later,
+    though they are priced like the rest: a product-level signal has something to find."""
+    lines, spend = sources["purchase_lines"], later_spend(sources)["spend"]
+    staple = lines["product"].str[1:].astype(int) < sc.N_PRODUCTS // 3
+    share = staple.groupby(lines["customer_id"]).mean().reindex(spend.index).dropna()
+    assert spearmanr(share, spend.loc[share.index])[0] > 0.1
+    price = lines["unit_price"].groupby(staple).median()
+    assert 0.5 < price[True] / price[False] < 2

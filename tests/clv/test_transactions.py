@@ -5,7 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils.clv.transactions import CAMPAIGN_COLUMNS, WEB_ACTION_COLUMNS, sources_from_transactions
+from utils.clv.schema import PURCHASE_LINES_SCHEMA, check_purchase_lines
+from utils.clv.transactions import (
+    CAMPAIGN_COLUMNS,
+    CDNOW_COLUMNS,
+    WEB_ACTION_COLUMNS,
+    cdnow_transactions,
+    purchase_lines_from_transactions,
+    sources_from_transactions,
+    transaction_sources,
+)
 from utils.core.contracts import DataContractError
 
 COLUMNS = {"invoice": "Inv", "product": "Sku", "quantity": "Qty", "timestamp": "When",
@@ -100,3 +109,62 @@ def test_fractional_customer_ids_are_rejected():
     bad = lines(Cust=[17.5] * 8)
     with pytest.raises(DataContractError, match="whole numbers"):
         sources_from_transactions(bad, COLUMNS, "shop.csv")
+
+
+# --- the fifth source: purchase lines; CDNOW through the same route ----------------------------
+
+
+def test_purchase_lines_keep_products_and_add_up_to_their_purchase():
+    sources, report = transaction_sources(lines(), COLUMNS, "shop.csv")
+    pl, purchases = sources["purchase_lines"], sources["purchases"]
+    assert list(pl.columns) == list(PURCHASE_LINES_SCHEMA)
+    assert len(pl) == 6 and report["purchase_lines"] == 6 and report["return_lines"] == 1 and report["products"] == 3
+    assert set(pl["customer_id"]) == {17, 23}  # unknown customers (0, missing) are dropped, as in purchases
+    amounts = (pl["quantity"] * pl["unit_price"]).groupby([pl["customer_id"], pl["order_id"]]).sum()
+    expected = purchases.set_index(["customer_id", "order_id"])["amount"]
+    np.testing.assert_allclose(amounts.sort_index().to_numpy(), expected.sort_index().to_numpy())
+    check_purchase_lines(pl, purchases)  # every line in a purchase, at its time
+
+
+def test_every_line_carries_its_invoices_first_timestamp():
+    frame = lines(When=["12/1/2010 8:26", "12/1/2010 8:29", "12/1/2010 8:27", "12/3/2010 10:00",
+                        "12/2/2010 09:00", "12/5/2010 12:00", "12/6/2010 12:00", "12/7/2010 12:00"])
+    sources, _ = transaction_sources(frame, COLUMNS)
+    first = sources["purchase_lines"].query("order_id == '1'")["timestamp"]
+    assert (first == pd.Timestamp("2010-12-01 08:26")).all()
+    check_purchase_lines(sources["purchase_lines"], sources["purchases"])
+
+
+def test_purchase_lines_share_the_adapters_errors():
+    with pytest.raises(DataContractError, match="Qty"):
+        purchase_lines_from_transactions(lines().drop(columns="Qty"), COLUMNS, "shop.csv")
+    with pytest.raises(DataContractError, match="Price"):
+        purchase_lines_from_transactions(lines(Price=["x"] * 8), COLUMNS, "shop.csv")
+
+
+@pytest.fixture(scope="module")
+def cdnow():
+    try:
+        return cdnow_transactions()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+
+
+def test_cdnow_becomes_invoice_lines_of_one_product(cdnow):
+    assert len(cdnow) == 69_659 and cdnow["customer_id"].nunique() == 23_570
+    assert (cdnow["product"] == "CD").all() and cdnow["country"].isna().all()
+    assert cdnow["date"].min() == pd.Timestamp("1997-01-01") and cdnow["date"].max() == pd.Timestamp("1998-06-30")
+    sources, report = transaction_sources(cdnow, CDNOW_COLUMNS, "CDNOW_master.txt")
+    assert report["customers"] == 23_570 and report["lines_unknown_customer"] == 0
+    dollars = (sources["purchase_lines"]["quantity"] * sources["purchase_lines"]["unit_price"]).sum()
+    assert dollars == pytest.approx(sources["purchases"]["amount"].sum())
+
+
+def test_cdnow_file_errors_are_named(tmp_path):
+    bad = tmp_path / "cdnow.txt"
+    bad.write_text("customer_id date number_of_cds dollar_value\n00001 19970101 0 11.77\n")
+    with pytest.raises(DataContractError, match="number_of_cds"):
+        cdnow_transactions(bad)
+    bad.write_text("customer_id date number_of_cds dollar_value\n00001 1997x101 1 11.77\n")
+    with pytest.raises(DataContractError, match="date"):
+        cdnow_transactions(bad)

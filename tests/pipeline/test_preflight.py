@@ -97,3 +97,15 @@ def test_a_small_customer_test_part_is_refused(shop):
 def test_without_the_min_holdout_parameters_only_the_structure_is_checked(leads):
     relaxed = {k: v for k, v in STEPS.items() if k != "min_holdout_leads"}
     preflight.check_lead_training(leads.head(300), relaxed, "leads.csv")
+def test_purchase_lines_that_belong_to_no_purchase_stop_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(preflight, "check_clv_training", lambda *args: None)  # one customer: files only
+    customers, purchases, lines = (tmp_path / f"{name}.csv" for name in ("customers", "purchases", "lines"))
+    customers.write_text("customer_id,signup_date,age,gender,country\n1,2021-01-01,30,F,USA\n")
+    purchases.write_text("customer_id,order_id,timestamp,amount,n_items\n1,a,2021-01-02 10:00,12.5,2\n")
+    lines.write_text("customer_id,order_id,timestamp,product,quantity,unit_price\n1,a,2021-01-02 10:00,P1,2,6.25\n")
+    params = {"clv_customers_path": str(customers), "clv_purchases_path": str(purchases),
+              "clv_purchase_lines_path": str(lines)}
+    assert len(preflight.check_inputs(params)) == 1
+    lines.write_text("customer_id,order_id,timestamp,product,quantity,unit_price\n1,b,2021-01-02 10:00,P1,2,6.25\n")
+    with pytest.raises(DataContractError, match="lines.csv: column 'order_id': 1 line"):
+        preflight.check_inputs(params)

@@ -21,11 +21,12 @@ from utils.pipeline.plan import RunOptions
 DEPENDS = {
     "leads_raw": ["n_leads"], "leads_new": ["n_new_leads"],
     "clv_customers": ["n_customers"], "clv_web_actions": ["n_customers"], "clv_campaigns": ["n_customers"],
-    "clv_purchases": ["n_customers"],
+    "clv_purchases": ["n_customers"], "clv_purchase_lines": ["n_customers"],
     "raw_snapshot": ["leads_raw", "leads_new", "clv_customers"], "leads_source": ["leads_raw"],
     "clv_source": ["clv_customers"],
     "leads_clean": ["leads_raw"], "leads_new_clean": ["leads_new", "leads_raw"], "lead_cleaning_report": ["leads_raw"],
     "clv_train": ["clv_purchases", "clv_customers"], "clv_score": ["clv_purchases"], "clv_feature_report": ["clv_purchases"],
+    "clv_history": ["clv_purchases", "clv_customers"],
     "leads_scored": ["leads_new_clean", "lead_model"], "customers_scored": ["clv_score", "clv_model"],
     "scoring_provenance": ["lead_model", "clv_model"], "dashboard": ["leads_scored"],
 }

@@ -4,6 +4,13 @@ Each customer gets ONE reference point: the signup date, or the first purchase w
 the signup is missing. Features see only events in ``[ref, ref + window)``; the target is
 net revenue in ``[ref + window, ref + window + horizon)``. The two intervals do not
 overlap, so nothing the target counts can reach a feature.
+
+Besides the features of the four sources, every customer gets what its window's purchases
+say to the field's standard model (the BG/NBD summary ``btyd_*``, :mod:`utils.clv.btyd`) and
+their timing (``timing_*``); with the ``purchase_lines`` source also its basket (``basket_*``)
+and the ``window_basket`` text column a product signal is learnt from (:mod:`utils.clv.basket`).
+:func:`btyd_history` summarises the training customers' window AND horizon: it is only
+for fitting BG/NBD, never a feature.
 """
 from __future__ import annotations
 
@@ -13,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from utils.clv import gdp
-from utils.clv.schema import CLV_CHANNELS, CLV_SCHEMAS
+from utils.clv.basket import BASKET_COLUMN, EMPTY_BASKET, basket_features, timing_features, window_baskets
+from utils.clv.btyd import btyd_summary
+from utils.clv.schema import CLV_CHANNELS, CLV_SCHEMAS, check_purchase_lines
 from utils.core.contracts import DataContractError
 
 TARGET = "clv_target"
@@ -33,14 +42,20 @@ def build_clv_dataset(
     feature_window_days: int,
     horizon_days: int,
     as_of: pd.Timestamp | None = None,
+    purchase_lines: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Training rows (features + ``clv_target``), scoring rows (features only) and a report.
 
     ``as_of`` is the end of the observed data (default: the latest event). Customers whose
     ``ref + window + horizon`` lies beyond it cannot have a true target: they are left out
     of training and counted; those whose feature window is complete go to ``score_df``.
+    ``purchase_lines`` (optional: what each purchase held) adds the basket features; without
+    it (or when it is empty) they are missing and every ``window_basket`` is empty.
     """
     sources = _checked_sources(customers, web_actions, campaigns, purchases)
+    lines = None
+    if purchase_lines is not None and len(purchase_lines):
+        lines = check_purchase_lines(purchase_lines, sources["clv_purchases"], "clv_purchase_lines")
     if feature_window_days <= 0 or horizon_days <= 0:
         raise ValueError(f"feature_window_days and horizon_days must be > 0, got {feature_window_days}, {horizon_days}")
     window, horizon = pd.Timedelta(days=feature_window_days), pd.Timedelta(days=horizon_days)
@@ -50,6 +65,7 @@ def build_clv_dataset(
     status = customer_status(refs, as_of, window, horizon)
     ready = refs[status.isin(["train", "score"])]
     features = _features(ready, sources, window)
+    features = _log_features(features, ready, sources["clv_purchases"], lines, feature_window_days)
     target = _window_sum(sources["clv_purchases"], "timestamp", "amount", ready, window, window + horizon)
     features[TARGET] = features["customer_id"].map(target).fillna(0.0)
 
@@ -57,7 +73,26 @@ def build_clv_dataset(
     train_df = features[is_train].reset_index(drop=True)
     score_df = features[~is_train].drop(columns=TARGET).reset_index(drop=True)
     report = _report(sources, status, train_df, score_df, feature_window_days, horizon_days, as_of)
+    report["purchase_lines"] = 0 if lines is None else len(lines)
     return train_df, score_df, report
+
+
+def btyd_history(train_df: pd.DataFrame, purchases: pd.DataFrame, feature_window_days: int,
+                 horizon_days: int) -> pd.DataFrame:
+    """The BG/NBD summary of each training customer over its window AND horizon (customer_id, ``btyd_*``).
+
+    It holds what the target holds (the horizon's purchases), so it is never a feature: it only
+    lets BG/NBD + Gamma-Gamma be fitted on the training customers' observed lives
+    (``BTYDRegressor(fit_on="history")``), as the supervised models learn from their targets.
+    """
+    for frame, name, columns in ((train_df, "clv_train", ("customer_id", "ref_date")),
+                                 (purchases, "clv_purchases", ("customer_id", "timestamp", "amount"))):
+        for column in columns:
+            if column not in frame.columns:
+                raise DataContractError(name, column, "missing: cannot summarise the training customers' lives")
+    checked = purchases.assign(timestamp=pd.to_datetime(purchases["timestamp"]))
+    refs = pd.Series(pd.to_datetime(train_df["ref_date"]).to_numpy(), index=train_df["customer_id"].to_numpy())
+    return btyd_summary(checked, refs, feature_window_days + horizon_days).reset_index()
 
 
 def feature_columns(df: pd.DataFrame) -> list[str]:
@@ -82,6 +117,16 @@ def customer_status(refs: pd.Series, as_of: pd.Timestamp, window: pd.Timedelta, 
     return status
 
 
+def earliest_event(customers, web_actions, campaigns, purchases) -> pd.Timestamp:
+    """The first timestamp anywhere in the sources: where the data start (who came before is unseen)."""
+    stamps = [customers["signup_date"].min(), web_actions["timestamp"].min(),
+              campaigns["sent_at"].min(), purchases["timestamp"].min()]
+    stamps = [s for s in stamps if pd.notna(s)]
+    if not stamps:
+        raise DataContractError("clv sources", None, "no timestamps at all: cannot tell where the data start")
+    return min(stamps)
+
+
 def latest_event(customers, web_actions, campaigns, purchases) -> pd.Timestamp:
     """The last timestamp anywhere in the sources: the default end of observed data."""
     stamps = [customers["signup_date"].max(), web_actions["timestamp"].max(),
@@ -93,6 +138,11 @@ def latest_event(customers, web_actions, campaigns, purchases) -> pd.Timestamp:
 
 
 # --- inputs -----------------------------------------------------------------------------------
+
+
+_NO_LINES = pd.DataFrame({"customer_id": pd.Series(dtype="int64"), "order_id": pd.Series(dtype=object),
+                          "timestamp": pd.Series(dtype="datetime64[ns]"), "product": pd.Series(dtype=object),
+                          "quantity": pd.Series(dtype="float64"), "unit_price": pd.Series(dtype="float64")})
 
 
 def _checked_sources(customers, web_actions, campaigns, purchases) -> dict[str, pd.DataFrame]:
@@ -164,6 +214,22 @@ def _features(refs: pd.Series, sources: dict, window: pd.Timedelta) -> pd.DataFr
         part[counts] = part[counts].fillna(0.0)
         out = pd.concat([out, part.reset_index(drop=True).astype("float64")], axis=1)
     return out
+
+
+def _log_features(out: pd.DataFrame, refs: pd.Series, purchases: pd.DataFrame, lines: pd.DataFrame | None,
+                  window_days: int) -> pd.DataFrame:
+    """The BG/NBD summary, timing and basket features of the window, and its basket text."""
+    parts = [btyd_summary(purchases, refs, window_days), timing_features(purchases, refs, window_days)]
+    if lines is not None:
+        parts.append(basket_features(lines, refs, window_days))
+        baskets = window_baskets(lines, refs, window_days)
+    else:
+        # No product lines at all: the basket is unknown, not empty-handed.
+        parts.append(basket_features(_NO_LINES, refs, window_days) * np.nan)
+        baskets = pd.Series(EMPTY_BASKET, index=refs.index, dtype=object)
+    extra = pd.concat(parts, axis=1).reindex(out["customer_id"]).reset_index(drop=True)
+    extra[BASKET_COLUMN] = baskets.reindex(out["customer_id"]).to_numpy()
+    return pd.concat([out, extra], axis=1)
 
 
 def _undefined_without_events(column: str) -> bool:
@@ -254,6 +320,7 @@ def _report(sources, status, train_df, score_df, window_days, horizon_days, as_o
         "feature_window_days": int(window_days),
         "horizon_days": int(horizon_days),
         "as_of": str(as_of),
+        "data_start": str(earliest_event(*sources.values())),
         "customers": len(status),
         "train_rows": len(train_df),
         "score_rows": len(score_df),

@@ -1,5 +1,6 @@
-"""The four customer-lifetime-value sources (customers, web actions, campaigns, purchases)
-and a retailer's transaction lines: their columns, readers and checks.
+"""The four customer-lifetime-value sources (customers, web actions, campaigns, purchases),
+the optional fifth (``purchase_lines``: what each purchase held) and a retailer's transaction
+lines: their columns, readers and checks.
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from utils.core.contracts import (
 )
 from utils.core.io import read_table
 
-
 # kind per column: id (whole number), datetime, number, integer, text
 CLV_SCHEMAS: dict[str, dict[str, str]] = {
     "customers": {"customer_id": "id", "signup_date": "datetime", "age": "number", "gender": "text", "country": "text"},
@@ -50,6 +50,11 @@ CLV_OPTIONAL = {"purchases": ("n_products",)}
 CLV_MAY_BE_EMPTY = ("web_actions", "campaigns")  # a retailer's transaction export has neither
 CLV_CHANNELS = ("email", "sms", "push", "social")
 TRANSACTION_FIELDS = ("invoice", "product", "quantity", "timestamp", "unit_price", "customer", "country")
+# The optional fifth source: one row per product line of a purchase. Each line carries its order's
+# timestamp, so a line falls in a customer's window exactly when its purchase does; the lines of an
+# order add up to the purchase's amount (quantity * unit_price, negative quantity = returned).
+PURCHASE_LINES_SCHEMA: dict[str, str] = {"customer_id": "id", "order_id": "text", "timestamp": "datetime",
+                                         "product": "text", "quantity": "number", "unit_price": "number"}
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -237,3 +242,42 @@ def validate_transactions(df: pd.DataFrame, columns: Mapping[str, str], file: st
     report.warn("non_positive_price_lines", free, f"{free} line(s) with a unit price of zero or less")
     warn_implausible_dates(report, stamps, col["timestamp"], as_of, df.attrs.get(WRITTEN_AT))
     return report
+
+
+# --- purchase lines (optional fifth source) ---------------------------------------------------
+
+
+def empty_purchase_lines() -> pd.DataFrame:
+    """A ``purchase_lines`` frame without rows (a source that names no products)."""
+    dtypes = {"id": "int64", "datetime": "datetime64[ns]", "number": "float64", "text": object}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes[k]) for c, k in PURCHASE_LINES_SCHEMA.items()})
+
+
+def check_purchase_lines(lines: pd.DataFrame, purchases: pd.DataFrame | None = None,
+                         file: str = "purchase_lines") -> pd.DataFrame:
+    """``purchase_lines`` in the contract's dtypes, or a :class:`DataContractError` naming the problem.
+
+    With ``purchases``, every line must belong to one of them (customer_id, order_id) and carry
+    its timestamp: a line outside its order's time would reach a window its purchase does not.
+    """
+    require_columns(lines, PURCHASE_LINES_SCHEMA, file)
+    out = pd.DataFrame({c: check_kind(lines[c], kind, file, c) for c, kind in PURCHASE_LINES_SCHEMA.items()})
+    for column in PURCHASE_LINES_SCHEMA:
+        missing = int(out[column].isna().sum())
+        if missing:
+            raise DataContractError(file, column, f"{missing} line(s) have no value")
+    out["customer_id"] = out["customer_id"].astype("int64")
+    out["order_id"] = out["order_id"].astype(str).astype(object)
+    out["product"] = out["product"].astype(str).astype(object)
+    if purchases is not None and len(out):
+        orders = (purchases[["customer_id", "order_id", "timestamp"]].astype({"order_id": str})
+                  .groupby(["customer_id", "order_id"], as_index=False)["timestamp"].min())
+        joined = out[["customer_id", "order_id", "timestamp"]].merge(
+            orders, on=["customer_id", "order_id"], how="left", suffixes=("", "_order"), validate="many_to_one")
+        orphans = int(joined["timestamp_order"].isna().sum())
+        if orphans:
+            raise DataContractError(file, "order_id", f"{orphans} line(s) belong to no purchase (customer_id, order_id)")
+        moved = int((joined["timestamp"] != joined["timestamp_order"]).sum())
+        if moved:
+            raise DataContractError(file, "timestamp", f"{moved} line(s) carry another time than their purchase")
+    return out.reset_index(drop=True)

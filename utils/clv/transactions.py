@@ -1,14 +1,23 @@
-"""Real transaction logs (one row per invoice line) turned into the four CLV sources.
+"""Real transaction logs (one row per invoice line) turned into the CLV sources.
 
 A retailer's export rarely has web actions, campaigns or demographics: what it has is
 invoice lines. ``sources_from_transactions`` maps such a table onto the same four frames
-the synthetic generator writes, so ``build_clv_dataset`` runs unchanged on either.
+the synthetic generator writes, so ``build_clv_dataset`` runs unchanged on either;
+``purchase_lines_from_transactions`` keeps what each purchase held (the fifth source),
+which summing lines into purchases would lose.
+
+A second real log ships with the ``lifetimes`` package: CDNOW (69,659 transactions of
+23,570 customers, 1997-98). :func:`cdnow_transactions` reads it from the installed package
+(no network) as invoice lines in :data:`CDNOW_COLUMNS`, so it takes the very same route.
 """
 from __future__ import annotations
 
+from importlib.resources import files
+from pathlib import Path
+
 import pandas as pd
 
-from utils.clv.schema import TRANSACTION_FIELDS
+from utils.clv.schema import PURCHASE_LINES_SCHEMA, TRANSACTION_FIELDS
 from utils.core.contracts import DataContractError, as_datetime, as_number
 
 CUSTOMER_COLUMNS = ("customer_id", "signup_date", "age", "gender", "country")
@@ -50,6 +59,85 @@ def sources_from_transactions(
         "last_timestamp": str(known["timestamp"].max()) if len(known) else None,
     }
     return customers, _empty(WEB_ACTION_COLUMNS, "timestamp"), _empty(CAMPAIGN_COLUMNS, "sent_at"), purchases, report
+
+
+def transaction_sources(tx: pd.DataFrame, columns: dict[str, str],
+                        file: str = "<transactions>") -> tuple[dict[str, pd.DataFrame], dict]:
+    """The five CLV sources of a table of invoice lines (keys as the synthetic shop's) and the report."""
+    customers, web, campaigns, purchases, report = sources_from_transactions(tx, columns, file)
+    lines = purchase_lines_from_transactions(tx, columns, file)
+    report = {**report, "purchase_lines": len(lines), "products": int(lines["product"].nunique()),
+              "return_lines": int((lines["quantity"] < 0).sum())}
+    return {"customers": customers, "web_actions": web, "campaigns": campaigns, "purchases": purchases,
+            "purchase_lines": lines}, report
+
+
+def purchase_lines_from_transactions(tx: pd.DataFrame, columns: dict[str, str],
+                                     file: str = "<transactions>") -> pd.DataFrame:
+    """The ``purchase_lines`` source: every invoice line of a known customer, as the purchases see it.
+
+    Same column mapping, parsing, errors and exclusion of unknown customers as
+    :func:`sources_from_transactions`; each line takes its invoice's timestamp (the first
+    line's, as the purchase does), so the lines of an order add up to its amount and fall in
+    exactly the windows its purchase falls in.
+    """
+    lines = _mapped_lines(tx, columns, file)
+    known = lines.loc[~(lines["customer"].isna() | (lines["customer"] == 0))]
+    out = pd.DataFrame({
+        "customer_id": known["customer"].astype("int64").to_numpy(),
+        "order_id": known["invoice"].astype(str).to_numpy(dtype=object),
+        "timestamp": known["timestamp"].to_numpy(),
+        "product": known["product"].astype(str).to_numpy(dtype=object),
+        "quantity": known["quantity"].to_numpy(dtype="float64"),
+        "unit_price": known["unit_price"].to_numpy(dtype="float64"),
+    })
+    out["timestamp"] = out.groupby(["customer_id", "order_id"], sort=False)["timestamp"].transform("min")
+    out = out.sort_values(["timestamp", "customer_id", "order_id"], kind="stable").reset_index(drop=True)
+    return out[list(PURCHASE_LINES_SCHEMA)]
+
+
+# --- CDNOW ------------------------------------------------------------------------------------
+
+CDNOW_COLUMNS = {"invoice": "invoice", "product": "product", "quantity": "cds", "timestamp": "date",
+                 "unit_price": "unit_price", "customer": "customer_id", "country": "country"}
+
+
+def cdnow_path() -> Path:
+    """CDNOW_master.txt inside the installed ``lifetimes`` package; FileNotFoundError if absent."""
+    try:
+        path = Path(str(files("lifetimes.datasets").joinpath("CDNOW_master.txt")))
+    except ModuleNotFoundError:
+        raise FileNotFoundError("CDNOW_master.txt ships with the lifetimes package, which is not installed") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"CDNOW_master.txt is not in the lifetimes package ({path})")
+    return path
+
+
+def cdnow_transactions(path: str | Path | None = None) -> pd.DataFrame:
+    """The CDNOW master file as invoice lines (columns of :data:`CDNOW_COLUMNS`).
+
+    One row of the file (customer, yyyymmdd, CDs, dollars) is one invoice of one line: the
+    file names no product ("CD" for all), unit price = dollars / CDs, no country, no time of day.
+    """
+    source = Path(path) if path else cdnow_path()
+    raw = pd.read_csv(source, sep=r"\s+", header=None, skiprows=1, names=["customer_id", "date", "cds", "dollars"],
+                      dtype={"date": str})
+    cds = as_number(raw["cds"], str(source), "number_of_cds")
+    dollars = as_number(raw["dollars"], str(source), "dollar_value")
+    if (cds <= 0).any():
+        raise DataContractError(str(source), "number_of_cds", f"{int((cds <= 0).sum())} row(s) with no CD bought")
+    date = pd.to_datetime(raw["date"], format="%Y%m%d", errors="coerce")
+    if date.isna().any():
+        raise DataContractError(str(source), "date", f"{int(date.isna().sum())} value(s) are not yyyymmdd dates")
+    return pd.DataFrame({
+        "invoice": [f"T{i:06d}" for i in range(len(raw))],
+        "product": "CD",
+        "cds": cds,
+        "date": date.astype("datetime64[ns]"),
+        "unit_price": dollars / cds,
+        "customer_id": raw["customer_id"].astype("int64"),
+        "country": pd.Series([None] * len(raw), dtype=object),
+    })
 
 
 def _mapped_lines(tx: pd.DataFrame, columns: dict[str, str], file: str) -> pd.DataFrame:

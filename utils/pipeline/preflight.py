@@ -31,6 +31,7 @@ from utils.clv.model import time_folds
 from utils.clv.transactions import sources_from_transactions
 from utils.core import paths
 from utils.core.contracts import ContractReport, DataContractError
+from utils.core.io import read_table
 from utils.core.splits import time_split
 from utils.leads import schema as leads_schema
 from utils.pipeline.params import ParameterError
@@ -88,6 +89,9 @@ def check_inputs(params: dict[str, Any]) -> list[ContractReport]:
         sources = clv_schema.read_clv_sources(files, clv_dates, sep=sep)
         reports.append(clv_schema.validate_clv_sources(sources, {k: v or f"<{k}>" for k, v in files.items()}))
         clv_file = files["purchases"]
+        if params.get("clv_purchase_lines_path"):
+            source = str(paths.resolve_input(params["clv_purchase_lines_path"]))
+            clv_schema.check_purchase_lines(read_table(source, sep=sep), sources["purchases"], source)
     if sources is not None:
         check_clv_training(sources, params, clv_file)
     return reports
