@@ -127,8 +127,8 @@ def test_purchase_lines_keep_products_and_add_up_to_their_purchase():
 
 
 def test_every_line_carries_its_invoices_first_timestamp():
-    frame = lines(When=["12/1/2010 8:26", "12/1/2010 8:29", "12/1/2010 8:27", "12/3/2010 10:00",
-                        "12/2/2010 09:00", "12/5/2010 12:00", "12/6/2010 12:00", "12/7/2010 12:00"])
+    frame = lines(When=["2010-12-01 08:26", "2010-12-01 08:29", "2010-12-01 08:27", "2010-12-03 10:00",
+                        "2010-12-02 09:00", "2010-12-05 12:00", "2010-12-06 12:00", "2010-12-07 12:00"])
     sources, _ = transaction_sources(frame, COLUMNS)
     first = sources["purchase_lines"].query("order_id == '1'")["timestamp"]
     assert (first == pd.Timestamp("2010-12-01 08:26")).all()
