@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from utils.core import tracking
 from utils.core.files import read_json, write_json
+from utils.core.serving import unwrap
 
 CHAMPION_ALIAS = "champion"
 
@@ -32,10 +33,10 @@ def champion_version(name: str) -> str | None:
 
 
 def load_champion(name: str) -> Any | None:
-    """The champion as its native (scikit-learn) object, to score it on a new holdout."""
+    """The champion as its native (scikit-learn) estimator, to score it on a new holdout."""
     if champion_version(name) is None:
         return None
-    return mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION_ALIAS}")
+    return unwrap(mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION_ALIAS}"))
 
 
 def champion_score(champion: Any | None, X: Any, y: Any, metric: Callable[[Any, Any], float],

@@ -26,6 +26,10 @@ from utils.core.contracts import (
 from utils.core.io import read_table
 
 LEADS_TARGET = "app_complete_flag"
+# The key every lead keeps from the file it came from to the scored table; never a model input.
+LEAD_ID = "lead_id"
+# The unnamed first column of a CRM export (a row index), as pandas names it or a parquet writer left it.
+UNNAMED_INDEX = ("Unnamed: 0", "", "index")
 LEADS_CATEGORICAL = ("city_mapped", "first_platform_c", "first_utm_medium_c", "first_utm_source_c")
 INTERACTION_COLUMNS = (
     "1_on_1_industry_mentorship", "call_us_button_clicked", "career_assistance", "career_coach",
@@ -54,16 +58,22 @@ LEADS_NON_EMPTY = ("created_date", "first_platform_c", "first_utm_medium_c", "fi
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_leads(path: str | Path, created_before: str | pd.Timestamp | None = None) -> pd.DataFrame:
+def read_leads(path: str | Path, created_before: str | pd.Timestamp | None = None,
+               lead_id_col: str | None = None) -> pd.DataFrame:
     """Raw CodePro leads (CSV with its unnamed index column, or parquet) in the contract's dtypes.
 
     ``created_before`` (a date): rows created on or after it, or without a date, are dropped
     right after the file is read, before any other column is parsed; nothing of theirs
     but ``created_date`` is ever looked at.
+
+    ``lead_id_col``: None drops the unnamed index column; a string (``""`` for the default
+    choice) gives every row its key as a first column ``lead_id`` (see :func:`with_lead_ids`).
     """
     frame = read_table(path)
+    if lead_id_col is not None:
+        frame, _ = with_lead_ids(frame, str(path), lead_id_col)
     first = str(frame.columns[0]) if len(frame.columns) else ""
-    if first.startswith("Unnamed: 0") or first in ("", "index"):
+    if first.startswith("Unnamed: 0") or first in UNNAMED_INDEX:
         frame = frame.drop(columns=frame.columns[0])
     if created_before is not None:
         if "created_date" not in frame.columns:
@@ -90,6 +100,54 @@ def coerce_leads(frame: pd.DataFrame, file: str) -> pd.DataFrame:
         complete = target.notna().all() and (target % 1 == 0).all()
         out[LEADS_TARGET] = target.astype("int64") if complete else target
     return out
+
+
+def with_lead_ids(frame: pd.DataFrame, file: str, lead_id_col: str = "") -> tuple[pd.DataFrame, str]:
+    """``frame`` with its key as the first column ``lead_id``, and where the key came from.
+
+    The key is ``lead_id_col`` when given (renamed ``lead_id``), else a ``lead_id`` column,
+    else the unnamed first column CRM exports carry, else the 1-based row number in the
+    file. A named key must be complete and unique (a scored row must trace back to one
+    record); an unnamed index that repeats (two exports pasted together) gives way to the
+    row number, and the source says so.
+    """
+    if LEAD_ID in frame.columns and lead_id_col not in ("", LEAD_ID):
+        raise DataContractError(file, LEAD_ID, f"present, but lead_id_col names '{lead_id_col}': rename one of them")
+    named = lead_id_col or (LEAD_ID if LEAD_ID in frame.columns else "")
+    if named:
+        if named not in frame.columns:
+            raise DataContractError(file, named, "missing: lead_id_col names it as the leads' key")
+        if named in LEADS_COLUMNS:
+            raise DataContractError(file, named, "cannot be the key: it is a model input (or the target)")
+        ids = frame[named]
+        if ids.isna().any():
+            raise DataContractError(file, named, f"{int(ids.isna().sum())} row(s) have no id: every lead needs its key")
+        repeated = ids[ids.duplicated()]
+        if len(repeated):
+            raise DataContractError(file, named, f"{len(repeated)} repeated id(s), e.g. {repeated.iloc[0]!r}: "
+                                                 f"the key must be unique")
+        source = f"column '{named}'"
+        rest = frame.drop(columns=[named])
+    else:
+        first = str(frame.columns[0]) if len(frame.columns) else None
+        unnamed = first is not None and (first.startswith("Unnamed: 0") or first in UNNAMED_INDEX)
+        rest = frame.drop(columns=frame.columns[0]) if unnamed else frame
+        ids = frame.iloc[:, 0] if unnamed else None
+        if ids is not None and ids.notna().all() and ids.is_unique:
+            source = "the unnamed first column"
+        else:
+            ids = pd.Series(range(1, len(frame) + 1), index=frame.index, dtype="int64")
+            source = "row number in the file (1 = first data row)" + (
+                "; the unnamed first column repeats or lacks values" if unnamed else "")
+    out = rest.copy()
+    out.insert(0, LEAD_ID, ids.to_numpy())
+    return out, source
+
+
+def duplicated_leads(frame: pd.DataFrame) -> pd.Series:
+    """True for every lead identical to an earlier one on all columns but its id (the first copy is False)."""
+    columns = [c for c in frame.columns if c != LEAD_ID]
+    return frame.duplicated(subset=columns, keep="first") if columns else pd.Series(False, index=frame.index)
 
 
 # --- CodePro leads ----------------------------------------------------------------------------
@@ -124,10 +182,12 @@ def validate_raw_leads(
     odd_referred = int((~numbers["referred_lead"].isin([0.0, 1.0]) & numbers["referred_lead"].notna()).sum())
     report.warn("referred_lead_not_binary", odd_referred, f"column 'referred_lead': {odd_referred} value(s) not 0/1")
     report.warn("no_city", int(df["city_mapped"].isna().all()) * len(df), "column 'city_mapped': empty in every row")
-    warn_extra_columns(report, df, LEADS_COLUMNS)
+    warn_extra_columns(report, df, (LEAD_ID, *LEADS_COLUMNS))
     warn_future(report, created, "created_date", as_of)
-    duplicates = int(df.duplicated().sum())
-    report.warn("duplicate_rows", duplicates, f"{duplicates} exact duplicate row(s) (cleaning drops them)")
+    duplicates = int(duplicated_leads(df).sum())
+    report.warn("duplicate_rows", duplicates,
+                f"{duplicates} lead(s) identical to an earlier one but for the id (training keeps one copy; "
+                f"scoring scores and flags each)")
     for column, levels in (known_levels or {}).items():
         values = df[column].dropna()
         unseen = values[~values.isin(set(levels))]

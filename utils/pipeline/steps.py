@@ -123,10 +123,11 @@ class StepContext:
             mlflow.MlflowClient().set_model_version_tag(ds.model, decision["version"], "lead2value.interactive", "true")
         return decision
 
-    def serving_model_uri(self, dataset: str) -> str:
-        """The version this run serves for a gate dataset it reads: the one its gate chose, else the champion."""
+    def serving_model_uri(self, dataset: str, override: str = "") -> str:
+        """The model version to score with for a gate dataset this step reads: ``override`` when given
+        (the scoring job pins one), else the version this run's gate chose, else the champion."""
         ds = self._declared(dataset, writing=False)
-        return registry.serving_model_uri(ds.model, ds.location(self.run))
+        return override or registry.serving_model_uri(ds.model, ds.location(self.run))
 
     def close(self) -> pd.DataFrame:
         """End the step's MLflow run; returns the versions this ran on (the notebook's last output)."""
