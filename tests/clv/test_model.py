@@ -152,10 +152,10 @@ def test_logged_hurdle_loads_back_as_pyfunc(local_mlflow):
     df = customers_frame(200)
     model = HurdleCLV(n_estimators_clf=10, n_estimators_reg=10).fit(df[FEATURES], df[TARGET])
     with mlflow.start_run():
-        uri = tracking.log_sklearn_model(model, df[FEATURES])
+        uri = tracking.log_model(model, df[FEATURES], "predicted_clv")
     loaded = mlflow.pyfunc.load_model(uri)
-    np.testing.assert_allclose(np.asarray(loaded.predict(df[FEATURES])).ravel(), model.predict(df[FEATURES]))
-    assert isinstance(mlflow.sklearn.load_model(uri), HurdleCLV)
+    np.testing.assert_allclose(loaded.predict(df[FEATURES])["predicted_clv"], model.predict(df[FEATURES]))
+    assert isinstance(unwrap(mlflow.sklearn.load_model(uri)), HurdleCLV)
 
 
 def _chain(data: pd.DataFrame, n_trials: int, rf_trees: int, seed: int = 42) -> tuple[dict, dict]:

@@ -25,7 +25,7 @@ def logged_model(seed=0):
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(40, 2)), columns=["a", "b"])
     with mlflow.start_run():
-        return tracking.log_sklearn_model(LogisticRegression().fit(X, rng.integers(0, 2, 40)), X, "predict_proba")
+        return tracking.log_model(LogisticRegression().fit(X, rng.integers(0, 2, 40)), X, "p", method="predict_proba")
 
 
 def test_gate_decision():

@@ -482,3 +482,11 @@ def _drift_table(drift: dict[str, pd.DataFrame]) -> str:
         "<th>status</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></div></section>"
     )
+
+
+def write_dashboard(page: str, path: str | Path) -> Path:
+    """Write the page built by :func:`build_dashboard` (UTF-8; the folder is created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -88,11 +88,14 @@ class ScoringModel:
         """The binned training distribution of the model's inputs and score, logged inside the model."""
         name = self.metadata.get("drift_reference", DRIFT_REFERENCE_FILE)
         try:
-            local = mlflow.artifacts.download_artifacts(f"{self.pinned_uri.rstrip('/')}/{name}")
+            if self.version is not None:  # a registered version: fetch the one file
+                local = Path(mlflow.artifacts.download_artifacts(f"{self.pinned_uri}/{name}"))
+            else:  # a run's or a logged model's URI: its folder
+                local = Path(mlflow.artifacts.download_artifacts(self.pinned_uri)) / name
+            return read_json(local)
         except (MlflowException, OSError) as error:
             raise LookupError(f"{self.label} has no drift reference ({name}): it was logged before models carried "
                               f"one; train a new version with `{TRAIN_COMMAND}`") from error
-        return read_json(local)
 
     def provenance(self) -> dict[str, str | None]:
         return {
