@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,15 +149,21 @@ def pin_model(uri: str) -> PinnedModel:
 
 
 def run_scoring_job(request: JobRequest, executor: Executor | None = None, tracker: Tracker | None = None,
-                    scoring_dir: Path | None = None) -> JobResult:
+                    scoring_dir: Path | None = None, pin: Callable[[str], PinnedModel] | None = None) -> JobResult:
     """Check, score, record. Raises ParameterError, NoModelError, DataContractError before writing anything,
-    StepFailed if the notebook stops (the job folder is then marked failed)."""
+    StepFailed if the notebook stops (the job folder is then marked failed).
+
+    ``executor``, ``tracker`` and ``pin`` (model lookup) default to papermill, MLflow and the
+    registry; the unit tests pass fakes.
+    """
     started = time.time()
     scoring_dir = Path(scoring_dir or paths.SCORING_DIR)
     parameters, tx_columns = job_parameters(request)
-    tracking.configure()
-    lead_model = pin_model(request.lead_model)
-    clv_model = pin_model(request.clv_model) if request.has_customers else None
+    if pin is None:
+        tracking.configure()
+        pin = pin_model
+    lead_model = pin(request.lead_model)
+    clv_model = pin(request.clv_model) if request.has_customers else None
     say(f"scoring job: lead model {lead_model.name or lead_model.uri} v{lead_model.version or '?'}"
         + (f", CLV model {clv_model.name or clv_model.uri} v{clv_model.version or '?'}" if clv_model else ""))
 
