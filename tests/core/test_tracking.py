@@ -130,20 +130,38 @@ print(sorted(name for name in sys.modules if name == "utils" or name.startswith(
 """
 
 
-def test_a_logged_model_loads_in_a_client_with_its_own_utils_package(store, tmp_path):
+def lead_model():
+    from utils.leads import model as lm
+    from utils.leads.synth import generate_leads
+
+    X, y = lm.split_xy(generate_leads(800, 3))
+    pipe = lm.build_lead_pipeline({"n_estimators": 20}).fit(X, y)
+    return pipe, X, lm.SCORE_COLUMN, lambda rows: pipe.predict_proba(rows)[:, 1], {"method": "predict_proba"}
+
+
+def clv_model():
+    from utils.clv.features import TARGET, build_clv_dataset, feature_columns
+    from utils.clv.model import HurdleCLV
+    from utils.clv.synth import generate_clv
+
+    train, _, _ = build_clv_dataset(*generate_clv(400, 3).values(), feature_window_days=7, horizon_days=60)
+    X = train[feature_columns(train)]
+    model = HurdleCLV(n_estimators_clf=10, n_estimators_reg=10).fit(X, train[TARGET])
+    return model, X, "predicted_clv", model.predict, {}
+
+
+@pytest.mark.parametrize("make", [lead_model, clv_model], ids=["lead model", "CLV model"])
+def test_a_logged_model_loads_in_a_client_with_its_own_utils_package(store, tmp_path, make):
     """No `utils` shipped, none imported: the project's classes travel inside the pickle."""
     import subprocess
     import sys
 
     from utils.core.paths import PROJECT_ROOT
-    from utils.leads import model as lm
-    from utils.leads.synth import generate_leads
 
     tracking.configure()
-    X, y = lm.split_xy(generate_leads(800, 3))
-    pipe = lm.build_lead_pipeline({"n_estimators": 20}).fit(X, y)
+    model, X, score_column, expected, options = make()
     with mlflow.start_run():
-        uri = tracking.log_model(pipe, X, lm.SCORE_COLUMN, method="predict_proba", loose_numbers=True)
+        uri = tracking.log_model(model, X, score_column, **options)
     assert not list(Path(mlflow.artifacts.download_artifacts(uri)).rglob("code")), "no code_paths shipped"
     client = tmp_path / "client"
     (client / "utils").mkdir(parents=True)
@@ -156,6 +174,6 @@ def test_a_logged_model_loads_in_a_client_with_its_own_utils_package(store, tmp_
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     columns, scores, where, loaded = result.stdout.strip().splitlines()[-4:]
-    assert columns == "['p_app_complete']"
-    np.testing.assert_allclose(eval(scores), pipe.predict_proba(X.head(25))[:, 1].round(10), atol=1e-9)
+    assert columns == f"[{score_column!r}]"
+    np.testing.assert_allclose(eval(scores), np.round(expected(X.head(25)), 10), rtol=1e-9, atol=1e-9)
     assert where.startswith(str(client)) and loaded == "['utils']", "the client's utils is the only utils"

@@ -226,6 +226,7 @@ def run_scoring_job(request: JobRequest, executor: Executor | None = None, track
     run_id = tracker.start(f"score {job_id}", {"lead2value.job_id": job_id, "lead2value.step": SCORING_STEP,
                                                 "git.commit": git["commit"] or "unknown", "git.dirty": str(git["dirty"])})
     before = file_set(folder)
+    checked = time.time()
     try:
         peak = executor.execute(catalog.step(SCORING_STEP), folder, {
             **parameters, "run_dir": str(folder), "mlflow_run_id": run_id, "scoring_job": job_id,
@@ -249,6 +250,7 @@ def run_scoring_job(request: JobRequest, executor: Executor | None = None, track
     after = file_set(folder)
     manifest.update(
         status=status, seconds=round(time.time() - started, 2), peak_kernel_rss_mb=peak, drift=drift,
+        checks_seconds=round(checked - started, 2), notebook_seconds=round(time.time() - checked, 2),
         timings=provenance.get("timings", {}), mlflow_run_id=run_id,
         outputs={rel: sha256_file(folder / rel) for rel, sig in sorted(after.items())
                  if before.get(rel) != sig and rel not in RUN_LEVEL_FILES},
