@@ -106,7 +106,7 @@ def test_the_job_scores_every_lead_under_its_id_and_trains_nothing(outputs, trai
     # trained nothing, registered nothing, executed 05 only
     assert registry_state(outputs) == registry_before
     assert sorted(p.name for p in (outputs / "runs").iterdir()) == runs_before
-    assert sorted(p.name for p in (job / "notebooks").iterdir()) == ["05_scoring.html", "05_scoring.ipynb"]
+    assert sorted(p.name for p in (job / "notebooks").iterdir()) == ["05_scoring.ipynb"]
     manifest = json.loads((job / "manifest.json").read_text())
     assert manifest["status"] == "succeeded" and manifest["models"]["lead_scoring"]["version"]
     assert manifest["inputs"]["leads"]["sha256"] and manifest["inputs"]["customers"]["files"]["purchases"]["sha256"]

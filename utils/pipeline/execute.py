@@ -83,7 +83,7 @@ def kernel_environment() -> None:
     )
 
 
-def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bool = False) -> Path:
+def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bool = False, html: bool = True) -> Path:
     """Execute the step's notebook with papermill into ``<run>/notebooks/<step>.ipynb`` (and ``.html``)."""
     # papermill and nbconvert are only needed to execute notebooks, not inside one: imported here.
     import papermill as pm
@@ -107,7 +107,7 @@ def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bo
             out,
         ) from None
     finally:
-        if out.exists():
+        if html and out.exists():
             export_html(out)
     return out
 
@@ -123,9 +123,16 @@ def export_html(notebook: Path) -> Path:
 
 
 class PapermillExecutor:
-    """The real executor: one notebook kernel per step, its peak memory sampled."""
+    """The real executor: one notebook kernel per step, its peak memory sampled.
+
+    ``html=False`` keeps the executed notebook without its HTML copy (the scoring job: the
+    export costs seconds, and the job's dashboard is its report).
+    """
+
+    def __init__(self, html: bool = True):
+        self.html = html
 
     def execute(self, step: Step, run: Path, parameters: dict[str, Any], progress: bool) -> float | None:
         with PeakMemory() as memory:
-            run_notebook(step, run, parameters, progress)
+            run_notebook(step, run, parameters, progress, self.html)
         return round(memory.peak / 1e6, 1)

@@ -221,7 +221,7 @@ def run_scoring_job(request: JobRequest, executor: Executor | None = None, track
         "notebook": SCORING_STEP,
     }
     write_manifest(folder, manifest)
-    executor = executor or PapermillExecutor()
+    executor = executor or PapermillExecutor(html=False)
     tracker = tracker or MlflowTracker()
     run_id = tracker.start(f"score {job_id}", {"lead2value.job_id": job_id, "lead2value.step": SCORING_STEP,
                                                 "git.commit": git["commit"] or "unknown", "git.dirty": str(git["dirty"])})
@@ -258,7 +258,7 @@ def run_scoring_job(request: JobRequest, executor: Executor | None = None, track
     if held:
         manifest["held_because"] = drift.get("failures", [])
     write_manifest(folder, manifest)
-    for name in ("manifest.json", "notebooks/05_scoring.html"):
+    for name in ("manifest.json", f"notebooks/{SCORING_STEP}.ipynb"):
         if (folder / name).exists():
             tracker.log_artifact(run_id, folder / name, artifact_path="job")
     tracker.end(run_id, "FINISHED")
