@@ -10,6 +10,7 @@ from tests.helpers import scratch_mlflow_store
 from sklearn.base import clone
 
 from utils.core import registry, tracking
+from utils.core.serving import unwrap
 from utils.clv.features import TARGET, build_clv_dataset, feature_columns
 from utils.clv.metrics import normalized_gini, spearman
 from utils.clv.model import (
