@@ -92,14 +92,22 @@ def test_logged_model_answers_a_named_column_and_carries_its_drift_reference(sto
     assert reference["columns"]["kind"]["kind"] == "categorical"
 
 
-def test_input_schema_types_and_loose_numbers():
+def test_input_schema_types_and_optional_columns():
     X = pd.DataFrame({"n": [1.0], "i": [1], "s": ["a"], "d": pd.to_datetime(["2022-01-01"]), "f": [True]})
-    from mlflow.types.schema import AnyType
+    schema = tracking.input_schema(X, optional=["s"])
+    assert {c.name: c.type.name for c in schema.inputs} == {"n": "double", "i": "long", "s": "string",
+                                                              "d": "datetime", "f": "boolean"}
+    assert schema.optional_input_names() == ["s"]
 
-    strict = {c.name: c.type.name for c in tracking.input_schema(X).inputs}
-    assert strict == {"n": "double", "i": "long", "s": "string", "d": "datetime", "f": "boolean"}
-    loose = {c.name: c.type for c in tracking.input_schema(X, loose_numbers=True).inputs}
-    assert isinstance(loose["n"], AnyType) and isinstance(loose["i"], AnyType) and loose["s"].name == "string"
+
+def test_a_json_request_may_send_integers_for_a_double_column():
+    """What `mlflow models serve` does with a request: cast JSON to the signature, then check it."""
+    from mlflow.models.utils import _enforce_schema
+    from mlflow.utils.proto_json_utils import dataframe_from_parsed_json
+
+    schema = tracking.input_schema(pd.DataFrame({"n": [1.5], "s": ["a"]}))
+    frame = dataframe_from_parsed_json([{"n": 2, "s": None}, {"n": 3, "s": "b"}], "records", schema)
+    assert _enforce_schema(frame, schema)["n"].tolist() == [2.0, 3.0]
 
 
 def test_pickled_by_value_only_while_logging():

@@ -207,14 +207,14 @@ def test_logged_model_takes_raw_leads_and_answers_a_named_probability(store):
     X, y = lm.split_xy(frame)
     pipe = lm.build_lead_pipeline(FAST).fit(X, y)
     with mlflow.start_run():
-        uri = tracking.log_model(pipe, X, lm.SCORE_COLUMN, method="predict_proba", loose_numbers=True,
+        uri = tracking.log_model(pipe, X, lm.SCORE_COLUMN, method="predict_proba",
                                  optional_columns=INTERACTION_COLUMNS)
     pyfunc = mlflow.pyfunc.load_model(uri)
     schema = pyfunc.metadata.get_input_schema()
     assert schema.input_names() == list(lm.MODEL_INPUTS) and LEAD_ID not in schema.input_names()
     assert set(schema.optional_input_names()) == set(INTERACTION_COLUMNS)
     # A whole export row (id, date, target and all) is accepted; what the model does not read is ignored.
-    out = pyfunc.predict(frame.head(20).assign(total_leads_droppped=2))
+    out = pyfunc.predict(frame.head(20).assign(total_leads_droppped=2.0))
     assert list(out.columns) == [lm.SCORE_COLUMN]
     np.testing.assert_allclose(out[lm.SCORE_COLUMN], pipe.predict_proba(X.head(20).assign(total_leads_droppped=2.0))[:, 1])
     # The interaction flags may be left out (they are empty for almost every lead).

@@ -7,6 +7,7 @@ directly, so reuse, failure and promotion rules are tested in seconds.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,8 +84,16 @@ def kernel_environment() -> None:
     )
 
 
+def skip_iri_grammar() -> None:
+    """Keep jsonschema (imported by nbformat) from compiling rfc3987-syntax's grammar: a second or
+    two of CPU at every start, for the "iri" string formats that no notebook schema uses."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # None in sys.modules: `import` raises ImportError
+
+
 def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bool = False, html: bool = True) -> Path:
     """Execute the step's notebook with papermill into ``<run>/notebooks/<step>.ipynb`` (and ``.html``)."""
+    skip_iri_grammar()
     # papermill and nbconvert are only needed to execute notebooks, not inside one: imported here.
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
