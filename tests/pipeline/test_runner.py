@@ -255,3 +255,9 @@ def test_finishing_early_or_abandoning_moves_nothing(outputs):
     runner.fail_run(runner.resume_run(state.run_id), "abandoned", tracker)
     assert json.loads((state.run / "status.json").read_text())["status"] == "failed"
     assert (outputs / "latest").resolve() == first.resolve() and h.registry.aliases == {"lead_scoring": "1", "clv": "1"}
+
+
+def test_drift_found_by_scoring_is_said_at_the_end_of_a_run():
+    assert runner.drift_lines({"scoring.drift_status_leads": 0.0, "lead.auc_test": 0.8}) == []
+    [line] = runner.drift_lines({"scoring.drift_status_leads": 2.0, "scoring.drift_status_customers": 1.0})
+    assert "customers warn, leads FAIL" in line and "dashboard.html" in line
