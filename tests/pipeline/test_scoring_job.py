@@ -161,3 +161,31 @@ def test_customers_become_the_models_feature_table(tmp_path, leads_file):
     customers = result.manifest["inputs"]["customers"]
     assert customers["feature_window_days"] == 7 and customers["scored"] == len(features)
     assert set(customers["files"]) == {"customers", "purchases", "web_actions", "campaigns"}
+
+
+def test_pin_model_resolves_the_alias_and_refuses_a_model_without_a_drift_reference(tmp_path):
+    import mlflow
+    import mlflow.sklearn
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    from tests.helpers import scratch_mlflow_store
+    from utils.core import tracking
+
+    X = pd.DataFrame({"window_revenue": np.arange(20.0), "window_orders": np.arange(20.0) % 3})
+    model = LinearRegression().fit(X, 2 * X["window_revenue"])
+    with scratch_mlflow_store(tmp_path, "pin"):
+        with mlflow.start_run():
+            uri = tracking.log_model(model, X, "predicted_clv", recipe={"feature_window_days": 7, "horizon_days": 30})
+            old = mlflow.sklearn.log_model(model, name="old", pip_requirements=[]).model_uri
+        mlflow.register_model(uri, "clv")
+        mlflow.register_model(old, "clv")
+        mlflow.MlflowClient().set_registered_model_alias("clv", "champion", "1")
+        pinned = scoring_job.pin_model("models:/clv@champion")
+        assert (pinned.name, pinned.version, pinned.pinned_uri) == ("clv", "1", "models:/clv/1")
+        assert pinned.recipe == {"feature_window_days": 7, "horizon_days": 30}
+        assert pinned.input_columns == ["window_revenue", "window_orders"]
+        with pytest.raises(NoModelError, match="before models carried their drift reference"):
+            scoring_job.pin_model("models:/clv/2")
+        with pytest.raises(NoModelError, match="no registered model"):
+            scoring_job.pin_model("models:/clv@nobody")

@@ -53,7 +53,7 @@ from utils.pipeline.manifest import (
 )
 from utils.pipeline.runner import MlflowTracker, Tracker, say
 from utils.scoring import inputs
-from utils.scoring.predict import resolve_model
+from utils.scoring.predict import TRAIN_COMMAND, NoModelError, resolve_model
 
 SCORING_STEP = "05_scoring"
 # What a scheduler can act on (documented in README and `run_all.py score --help`).
@@ -144,6 +144,10 @@ def pin_model(uri: str) -> PinnedModel:
     name, version, pinned = resolve_model(uri)
     info = mlflow.models.get_model_info(pinned)
     metadata = info.metadata or {}
+    if "drift_reference" not in metadata:
+        raise NoModelError(f"{uri} (version {version or '?'}) was logged before models carried their drift reference "
+                           f"(and, for leads, took raw leads): train a new one with `{TRAIN_COMMAND}` "
+                           f"(or `python run_all.py`), or name another with --lead-model / --clv-model")
     columns = info.signature.inputs.input_names() if info.signature is not None else []
     return PinnedModel(uri, name, version, pinned, info.run_id, dict(metadata.get("recipe") or {}), list(columns))
 
