@@ -64,3 +64,4 @@ mlflow-ui: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/bench_rerun.py
 	$(PY) bench/bench_scoring.py
+	$(PY) bench/bench_scoring_job.py

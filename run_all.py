@@ -6,6 +6,7 @@
     python run_all.py --set leads_path=/data/leads.csv --set n_customers=10000
     python run_all.py --force-from 04       # re-execute 04 and everything after it
     python run_all.py --compare RUN_A RUN_B # what differs between two runs
+    python run_all.py score --leads new.csv # score new leads with the champions (no training): see score --help
 
 A scheduler runs one notebook per task (see dags/): `--begin` prints the run id, then
 `--run RUN_ID --step 03_lead_model` runs one step of it, `--run RUN_ID --finish` ends it
@@ -34,6 +35,20 @@ from utils.pipeline.execute import StepFailed
 from utils.pipeline.lock import RunLockedError, close_lease, open_lease, run_lock
 
 UNCHANGED = "earlier runs, outputs/latest and the champion aliases are unchanged"
+SCORE_HELP = """Score new data with the registered models, without retraining: executes 05_scoring only,
+into outputs/scoring/<job_id>/ (scored parquet and CSV with each lead's id, drift tables, dashboard,
+manifest.json with model versions and input hashes). outputs/scoring/latest moves only on success.
+
+    python run_all.py score --leads new_leads.csv
+    python run_all.py score --leads new_leads.csv --customers customers.csv --purchases purchases.csv
+    python run_all.py score --leads new_leads.csv --transactions online_retail.parquet \\
+        --set tx_customer_col=CustomerID --lead-model models:/lead_scoring/3
+
+Exit codes: 0 scored; 1 the notebook failed; 2 bad input or parameter (nothing written);
+3 another run_all.py holds the lock; 4 HELD: drift past the fail level, scores written in the job
+folder but outputs/scoring/latest unchanged; 5 no registered model to score with (train one first:
+python run_all.py --profile smoke, or python run_all.py).
+"""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -62,15 +77,109 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+def parse_score_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="run_all.py score", description=SCORE_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leads", required=True, metavar="FILE",
+                        help="raw CodePro leads to score (CSV or parquet, the export's 44 columns; a target is ignored)")
+    parser.add_argument("--lead-id-col", default="", metavar="COLUMN",
+                        help="the column that identifies a lead; default: lead_id, else the unnamed first column, "
+                             "else the row number")
+    customers = parser.add_argument_group("customers to score with the CLV model (optional)")
+    customers.add_argument("--customers", default="", metavar="FILE", help="customers (with --purchases)")
+    customers.add_argument("--purchases", default="", metavar="FILE", help="their purchases")
+    customers.add_argument("--purchase-lines", default="", metavar="FILE",
+                           help="what each purchase held (needed by a CLV model that reads baskets)")
+    customers.add_argument("--web-actions", default="", metavar="FILE", help="their web actions (optional)")
+    customers.add_argument("--campaigns", default="", metavar="FILE", help="campaigns sent to them (optional)")
+    customers.add_argument("--transactions", default="", metavar="FILE",
+                           help="instead of the four files: a retailer's invoice lines (columns: --set tx_*_col=...)")
+    parser.add_argument("--lead-model", default="models:/lead_scoring@champion", metavar="URI",
+                        help="models:/lead_scoring/<version>, models:/lead_scoring@<alias> (default: @champion)")
+    parser.add_argument("--clv-model", default="models:/clv@champion", metavar="URI", help="as --lead-model, for clv")
+    parser.add_argument("--profile", default=params_mod.DEFAULT_PROFILE, help="params/<profile>.yaml for 05's parameters")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a parameter of 05_scoring (e.g. psi_fail=0.3), a tx_*_col, or how the files "
+                             "are written (csv_sep, leads_date_format, leads_dayfirst, tx_/clv_ likewise)")
+    parser.add_argument("--job-id", default="", help="name of the job folder (default: date-time and a random tag)")
+    parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
+    args = parser.parse_args(argv)
+    if args.transactions and (args.customers or args.purchases or args.purchase_lines or args.web_actions
+                              or args.campaigns):
+        parser.error("give either --transactions or the customer files (--customers, --purchases, ...), not both")
+    if (args.customers or args.web_actions or args.campaigns or args.purchase_lines) and not args.purchases:
+        parser.error("--customers needs --purchases (the CLV features come from them)")
+    if args.purchases and not args.customers:
+        parser.error("--purchases needs --customers")
+    return args
+
+
+def score(argv: list[str]) -> int:
+    """`run_all.py score ...`: the scoring job (utils/pipeline/scoring_job.py)."""
+    args = parse_score_args(argv)
+    # MLflow and papermill load in a second or two: only after the arguments are known to be well formed.
+    from utils.pipeline import scoring_job
+    from utils.scoring.predict import NoModelError
+
+    request = scoring_job.JobRequest(
+        leads=args.leads, customers=args.customers, purchases=args.purchases, purchase_lines=args.purchase_lines,
+        web_actions=args.web_actions,
+        campaigns=args.campaigns, transactions=args.transactions, lead_model=args.lead_model,
+        clv_model=args.clv_model, lead_id_col=args.lead_id_col, profile=args.profile,
+        overrides=tuple(args.overrides), progress=not args.no_progress and sys.stderr.isatty(), job_id=args.job_id)
+    unchanged = "nothing was written; outputs/scoring/latest is unchanged."
     try:
-        return run(args)
+        environment.check_outputs_writable()
+        with run_lock():
+            result = scoring_job.run_scoring_job(request)
+    except params_mod.ParameterError as err:
+        print(f"error: {err}\n{unchanged}", file=sys.stderr)
+        return scoring_job.EXIT_BAD_INPUT
+    except DataContractError as err:
+        print(f"error: bad input: {err}\n{unchanged}", file=sys.stderr)
+        return scoring_job.EXIT_BAD_INPUT
+    except NoModelError as err:
+        print(f"error: {err}\n{unchanged}", file=sys.stderr)
+        return scoring_job.EXIT_NO_MODEL
+    except environment.EnvironmentProblem as err:
+        print(f"error: {err}\n{unchanged}", file=sys.stderr)
+        return scoring_job.EXIT_BAD_INPUT
+    except RunLockedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return scoring_job.EXIT_LOCKED
+    except StepFailed as err:
+        print(f"\nerror: {err}\noutputs/scoring/latest is unchanged.", file=sys.stderr)
+        return scoring_job.EXIT_FAILED
+    except KeyboardInterrupt:
+        print("\ninterrupted: outputs/scoring/latest is unchanged.", file=sys.stderr)
+        return 130
+    manifest = result.manifest
+    scored = f"{manifest['inputs']['leads']['rows']:,} leads"
+    if "customers" in manifest["inputs"]:
+        scored += f" and {manifest['inputs']['customers']['scored']:,} customers"
+    if result.status == "held":
+        print(f"HELD: scoring job {result.job_id} scored {scored} into {result.folder}, but drift is past the fail "
+              f"level: {', '.join(manifest.get('held_because', []))}.\noutputs/scoring/latest is unchanged; look at "
+              f"{result.folder / 'dashboard.html'} before using these scores.", file=sys.stderr)
+    else:
+        print(f"scoring job {result.job_id} succeeded in {manifest['seconds']:.1f} s: {scored} scored; "
+              f"outputs/scoring/latest -> {result.folder.name}")
+    return result.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        if argv[:1] == ["score"]:
+            return score(argv[1:])
+        return run(parse_args(argv))
     except KeyboardInterrupt:
         print(f"\ninterrupted: {UNCHANGED}.", file=sys.stderr)
         return 130
     except Exception as err:  # one line, not a traceback, unless --debug
-        if args.debug:
+        if debug:
             raise
         print(f"error: {type(err).__name__}: {err}\n(unexpected: run again with --debug for the traceback; "
               f"{UNCHANGED})", file=sys.stderr)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.core import paths, registry, tracking
 from utils.core.io import read_parquet
+from utils.core.serving import unwrap
 from utils.scoring import predict as scoring
 from utils.scoring import spark as spark_scoring
 
@@ -127,7 +128,7 @@ def stand_in_models(store: Path) -> tuple[str, str]:
             pip_requirements=[],
             registered_model_name="lead_scoring",
         )
-        mlflow.register_model(tracking.log_sklearn_model(clv, customers), "clv")
+        mlflow.register_model(tracking.log_model(clv, customers, "predicted_clv"), "clv")
     return f"models:/lead_scoring/{lead_info.registered_model_version}", "models:/clv/1"
 
 
@@ -135,7 +136,7 @@ def registered_champions(run_dir: Path) -> tuple[str, str, pd.DataFrame, pd.Data
     """Champion URIs and rows to score from ``run_dir``, or None when either is missing."""
     tracking.configure()
     versions = {name: registry.champion_version(name) for name in ("lead_scoring", "clv")}
-    files = [run_dir / "data" / "leads_new_clean.parquet", run_dir / "data" / "clv_score.parquet"]
+    files = [run_dir / "data" / "leads_new.parquet", run_dir / "data" / "clv_score.parquet"]
     if None in versions.values() or not all(f.exists() for f in files):
         return None
     return (
@@ -158,7 +159,7 @@ def native_model(model: scoring.ScoringModel):
     """The same registered version as a scikit-learn object: the path without the pyfunc layer."""
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(model.pinned_uri)
+    return unwrap(mlflow.sklearn.load_model(model.pinned_uri))
 
 
 def bench_lead(model: scoring.ScoringModel, rows: pd.DataFrame, repeats: int) -> dict[str, float]:

@@ -21,6 +21,7 @@ LAYER = {"core": 0, "leads": 1, "clv": 1, "scoring": 2, "pipeline": 3}
 LAZY_ALLOWED = {
     "pycaret": "5 s to import, only for the candidate screen",
     "papermill": "only to execute notebooks, never inside one",
+    "nbclient": "papermill's notebook client: only to execute notebooks (and after skip_iri_grammar)",
     "nbformat": "only to export an executed notebook",
     "nbconvert": "only to export an executed notebook",
     "pyspark": "the optional Spark engine (needs Java)",

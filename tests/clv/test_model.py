@@ -12,6 +12,8 @@ from sklearn.base import clone
 from tests.helpers import scratch_mlflow_store
 from utils.clv import synth
 from utils.clv.basket import BASKET_COLUMN
+from utils.core import registry, tracking
+from utils.core.serving import unwrap
 from utils.clv.features import TARGET, build_clv_dataset, feature_columns
 from utils.clv.metrics import normalized_gini, paired_bootstrap, spearman
 from utils.clv.model import (
@@ -167,10 +169,10 @@ def test_logged_hurdle_loads_back_as_pyfunc(local_mlflow):
     df = customers_frame(200)
     model = HurdleCLV(n_estimators_clf=10, n_estimators_reg=10).fit(df[FEATURES], df[TARGET])
     with mlflow.start_run():
-        uri = tracking.log_sklearn_model(model, df[FEATURES])
+        uri = tracking.log_model(model, df[FEATURES], "predicted_clv")
     loaded = mlflow.pyfunc.load_model(uri)
-    np.testing.assert_allclose(np.asarray(loaded.predict(df[FEATURES])).ravel(), model.predict(df[FEATURES]))
-    assert isinstance(mlflow.sklearn.load_model(uri), HurdleCLV)
+    np.testing.assert_allclose(loaded.predict(df[FEATURES])["predicted_clv"], model.predict(df[FEATURES]))
+    assert isinstance(unwrap(mlflow.sklearn.load_model(uri)), HurdleCLV)
 
 
 def test_forest_predictions_are_bit_identical_whatever_the_thread_order():

@@ -62,7 +62,7 @@ def rule(min_rows=50, margin=0.01):
 
 def register(name, model, X_train, holdout, source, decision_file, **rule_settings):
     with mlflow.start_run():
-        uri = tracking.log_sklearn_model(model, X_train, "predict_proba")
+        uri = tracking.log_model(model, X_train, "p", method="predict_proba")
         return registry.register_candidate(uri, name, decision_file, model, holdout, rule(**rule_settings), source,
                                            CONTEXT, "logistic regression on 300 leads")
 

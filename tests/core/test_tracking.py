@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import matplotlib
 
@@ -8,7 +10,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from utils.core import tracking
 
@@ -63,13 +68,122 @@ def test_model_requirements_are_pinned():
     assert tracking.model_requirements(("no-such-package",)) == []
 
 
-def test_logged_model_has_a_signature_and_the_chosen_predict_function(store):
+def test_logged_model_answers_a_named_column_and_carries_its_drift_reference(store):
     tracking.configure()
     rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.normal(size=(40, 2)), columns=["a", "b"])
-    model = LogisticRegression().fit(X, rng.integers(0, 2, 40))
+    X = pd.DataFrame({"a": rng.normal(size=80), "b": rng.normal(size=80), "kind": rng.choice(["x", "y"], 80)})
+    X["b"] = X["b"].where(X.index % 9 != 0)
+    model = make_pipeline(ColumnTransformer([("n", SimpleImputer(), ["a", "b"])]), LogisticRegression())
+    model.fit(X, (X["a"] > 0).astype(int))
     with mlflow.start_run():
-        uri = tracking.log_sklearn_model(model, X, predict_fn="predict_proba")
+        uri = tracking.log_model(model, X, "p_yes", method="predict_proba", optional_columns=["kind"],
+                                 recipe={"window_days": 7})
     pyfunc = mlflow.pyfunc.load_model(uri)
-    assert pyfunc.metadata.get_input_schema().input_names() == ["a", "b"]
-    np.testing.assert_allclose(np.asarray(pyfunc.predict(X.head(3))), model.predict_proba(X.head(3)))
+    schema = pyfunc.metadata.get_input_schema()
+    assert schema.input_names() == ["a", "b", "kind"] and schema.optional_input_names() == ["kind"]
+    out = pyfunc.predict(X.head(3))
+    assert list(out.columns) == ["p_yes"]
+    np.testing.assert_allclose(out["p_yes"], model.predict_proba(X.head(3))[:, 1])
+    assert pyfunc.metadata.metadata["recipe"] == {"window_days": 7}
+    reference = json.loads((Path(mlflow.artifacts.download_artifacts(uri)) / tracking.DRIFT_REFERENCE_FILE).read_text())
+    assert reference["rows"] == 80 and reference["score_column"] == "p_yes"
+    assert set(reference["columns"]) == {"a", "b", "kind", "p_yes"}
+    assert reference["columns"]["b"]["shares"][-1] == pytest.approx(9 / 80)  # the missing-value bin
+    assert reference["columns"]["kind"]["kind"] == "categorical"
+
+
+def test_input_schema_types_and_optional_columns():
+    X = pd.DataFrame({"n": [1.0], "i": [1], "s": ["a"], "d": pd.to_datetime(["2022-01-01"]), "f": [True]})
+    schema = tracking.input_schema(X, optional=["s"])
+    assert {c.name: c.type.name for c in schema.inputs} == {"n": "double", "i": "long", "s": "string",
+                                                              "d": "datetime", "f": "boolean"}
+    assert schema.optional_input_names() == ["s"]
+
+
+def test_a_json_request_may_send_integers_for_a_double_column():
+    """What `mlflow models serve` does with a request: cast JSON to the signature, then check it."""
+    from mlflow.models.utils import _enforce_schema
+    from mlflow.utils.proto_json_utils import dataframe_from_parsed_json
+
+    schema = tracking.input_schema(pd.DataFrame({"n": [1.5], "s": ["a"]}))
+    frame = dataframe_from_parsed_json([{"n": 2, "s": None}, {"n": 3, "s": "b"}], "records", schema)
+    assert _enforce_schema(frame, schema)["n"].tolist() == [2.0, 3.0]
+
+
+def test_pickled_by_value_only_while_logging():
+    import cloudpickle
+
+    from utils.core import serving
+
+    with tracking.pickled_by_value():
+        inside = cloudpickle.dumps(serving.NamedScore)
+    outside = cloudpickle.dumps(serving.NamedScore)
+    assert b"def predict" in inside or len(inside) > 4 * len(outside)  # the class itself, not a reference
+    assert len(outside) < 200 and b"utils.core.serving" in outside
+
+
+CLIENT = """
+import sys
+sys.path[:] = [p for p in sys.path if p not in {root!r}]
+sys.path.insert(0, {client!r})
+import utils  # the client's own package of that name
+import mlflow, pandas as pd
+mlflow.set_tracking_uri({uri!r})
+model = mlflow.pyfunc.load_model({model!r})
+out = model.predict(pd.read_parquet({rows!r}))
+print(out.columns.tolist())
+print(out.iloc[:, 0].round(10).tolist())
+print(utils.__file__)
+print(sorted(name for name in sys.modules if name == "utils" or name.startswith("utils.")))
+"""
+
+
+def lead_model():
+    from utils.leads import model as lm
+    from utils.leads.synth import generate_leads
+
+    X, y = lm.split_xy(generate_leads(800, 3))
+    pipe = lm.build_lead_pipeline({"n_estimators": 20}).fit(X, y)
+    return pipe, X, lm.SCORE_COLUMN, lambda rows: pipe.predict_proba(rows)[:, 1], {"method": "predict_proba"}
+
+
+def clv_model():
+    from utils.clv.features import TARGET, build_clv_dataset, feature_columns
+    from utils.clv.model import HurdleCLV
+    from utils.clv.synth import generate_clv
+
+    sources = generate_clv(400, 3)
+    train, _, _ = build_clv_dataset(*(sources[k] for k in ("customers", "web_actions", "campaigns", "purchases")),
+                                    feature_window_days=7, horizon_days=60)
+    X = train[feature_columns(train)]
+    model = HurdleCLV(n_estimators_clf=10, n_estimators_reg=10).fit(X, train[TARGET])
+    return model, X, "predicted_clv", model.predict, {}
+
+
+@pytest.mark.parametrize("make", [lead_model, clv_model], ids=["lead model", "CLV model"])
+def test_a_logged_model_loads_in_a_client_with_its_own_utils_package(store, tmp_path, make):
+    """No `utils` shipped, none imported: the project's classes travel inside the pickle."""
+    import subprocess
+    import sys
+
+    from utils.core.paths import PROJECT_ROOT
+
+    tracking.configure()
+    model, X, score_column, expected, options = make()
+    with mlflow.start_run():
+        uri = tracking.log_model(model, X, score_column, **options)
+    assert not list(Path(mlflow.artifacts.download_artifacts(uri)).rglob("code")), "no code_paths shipped"
+    client = tmp_path / "client"
+    (client / "utils").mkdir(parents=True)
+    (client / "utils" / "__init__.py").write_text("WHO = 'the client'\n")
+    X.head(25).to_parquet(tmp_path / "rows.parquet")
+    script = CLIENT.format(root=str(PROJECT_ROOT), client=str(client), uri=mlflow.get_tracking_uri(), model=uri,
+                           rows=str(tmp_path / "rows.parquet"))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    columns, scores, where, loaded = result.stdout.strip().splitlines()[-4:]
+    assert columns == f"[{score_column!r}]"
+    np.testing.assert_allclose(eval(scores), np.round(expected(X.head(25)), 10), rtol=1e-9, atol=1e-9)
+    assert where.startswith(str(client)) and loaded == "['utils']", "the client's utils is the only utils"

@@ -202,3 +202,56 @@ def test_new_leads_with_unseen_levels_warn_and_are_counted_not_rejected():
     assert report["unseen_levels"] == {"city_mapped": 1, "first_platform_c": 1, "first_utm_medium_c": 0, "first_utm_source_c": 0}
     assert dict(zip(clean["city"], clean["first_platform_c"])) == {"atlantis": "others", "mumbai": "Level0"}
     assert "app_complete_flag" not in clean.columns and len(clean) == 2
+
+
+# --- the cleaning step of the model ---------------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_cleaning_step_gives_the_stages_output_row_for_row(golden):
+    """LeadCleaner is the golden-tested stages without the de-duplication: the same values, one row per lead."""
+    tables, raw, levels = golden
+    cleaner = lc.LeadCleaner(levels).fit(raw)
+    ours = cleaner.transform(raw)
+    assert len(ours) == len(raw) and list(ours.columns) == list(lc.CLEANED_FEATURES)
+    staged = lc.map_categorical_levels(lc.map_city_tier(lc.load_leads(raw)), levels)
+    for column in ("city_tier", *lc.LEVEL_COLUMNS, *lc.NULL_TO_ZERO):
+        pd.testing.assert_series_equal(ours[column].reset_index(drop=True), staged[column].reset_index(drop=True),
+                                       check_dtype=False)
+    # Grouped as the original pivot table does, the rows give its golden interaction counts.
+    final = tables["interactions_mapped_test_case"]
+    groups = [c for c in final.columns if c.endswith("_interaction")]
+    assert ours[groups].sum().to_dict() == pytest.approx(final[groups].sum().to_dict())
+
+
+def test_cleaning_step_learns_levels_in_fit_and_applies_them_to_new_rows():
+    train = raw_leads([{"first_platform_c": "Level0"}] * 8 + [{"first_platform_c": "Level1"}] * 2)
+    cleaner = lc.LeadCleaner(cumulative=0.8).fit(train)
+    assert cleaner.levels_["first_platform_c"] == ["Level0"]
+    new = raw_leads([{"first_platform_c": "Level1"}, {"first_platform_c": "LevelNew", "city_mapped": None},
+                     {"city_mapped": "atlantis", "total_leads_droppped": np.nan, "chat_clicked": 1.0,
+                      "call_us_button_clicked": 2.0, "syllabus": 1.0}])
+    out = cleaner.transform(new)
+    assert out["first_platform_c"].tolist() == ["others", "others", "Level0"]
+    assert out["city_tier"].tolist() == [1.0, 3.0, 3.0] and out["city"].tolist() == ["mumbai", None, "atlantis"]
+    assert out["total_leads_droppped"].tolist() == [1.0, 1.0, 0.0]
+    assert out.loc[2, "assistance_interaction"] == 3.0 and out.loc[2, "syllabus_interaction"] == 1.0
+    assert list(cleaner.feature_names_in_) == list(lc.RAW_INPUTS)
+
+
+def test_cleaning_step_treats_absent_interaction_flags_as_empty_and_checks_numbers():
+    cleaner = lc.LeadCleaner().fit(raw_leads([{}] * 3))
+    lean = raw_leads([{}]).drop(columns=list(INTERACTION_COLUMNS))
+    assert cleaner.transform(lean)[list(lc.INTERACTION_GROUPS)].sum().sum() == 0
+    with pytest.raises(DataContractError, match="'total_leads_droppped': 1 value"):
+        cleaner.transform(raw_leads([{"total_leads_droppped": "two"}]))
+    with pytest.raises(DataContractError, match="'first_utm_source_c': missing"):
+        cleaner.transform(raw_leads([{}]).drop(columns="first_utm_source_c"))
+    with pytest.raises(TypeError, match="DataFrame"):
+        cleaner.transform(raw_leads([{}]).to_numpy())
+
+
+def test_training_duplicates_are_dropped_whatever_their_ids():
+    leads = raw_leads([{}, {}, {"city_mapped": "pune"}]).assign(lead_id=[1, 2, 3])
+    kept, dropped = lc.drop_duplicate_leads(leads)
+    assert dropped == 1 and kept["lead_id"].tolist() == [1, 3]

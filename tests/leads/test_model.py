@@ -15,29 +15,31 @@ from utils.core.paths import PROJECT_ROOT
 from utils.leads import model as lm
 from utils.core import registry, tracking
 from utils.core.gate import GateRule, Holdout
+from utils.leads.schema import INTERACTION_COLUMNS, LEAD_ID
 from utils.pipeline import promotions
 from utils.core.contracts import DataContractError
 
 
 def clean_leads(n: int = 600, seed: int = 0, signal: bool = True) -> pd.DataFrame:
-    """Clean leads in the 02_cleaning schema; the outcome depends on the city, the source and the
-    lead count. As in the real data, leads from rare cities (and without a city) convert less."""
+    """Labelled leads in the export's raw schema (as 02_cleaning passes them on, with an id); the outcome
+    depends on the city, the source and the lead count. As in the real data, leads from rare cities
+    (and without a city) convert less."""
     rng = np.random.default_rng(seed)
     cities = np.array([f"city{i}" for i in range(30)] + [None], dtype=object)
     weights = 1 / np.arange(1, len(cities) + 1)
     frame = pd.DataFrame({
+        LEAD_ID: np.arange(1, n + 1),
         "created_date": pd.Timestamp("2021-07-01") + pd.to_timedelta(np.sort(rng.integers(0, 200 * 86400, n)), unit="s"),
-        "city_tier": rng.choice([1.0, 2.0, 3.0], n),
-        "first_platform_c": rng.choice(["Level0", "Level3", "others"], n),
-        "first_utm_medium_c": rng.choice(["Level0", "Level2", "others"], n),
-        "first_utm_source_c": rng.choice(["Level0", "Level2", "Level7", "others"], n),
+        "city_mapped": rng.choice(cities, n, p=weights / weights.sum()),
+        "first_platform_c": rng.choice(["Level0", "Level3", "Level9"], n, p=[0.5, 0.45, 0.05]),
+        "first_utm_medium_c": rng.choice(["Level0", "Level2", "Level5"], n, p=[0.5, 0.45, 0.05]),
+        "first_utm_source_c": rng.choice(["Level0", "Level2", "Level7", "Level8"], n, p=[0.4, 0.3, 0.25, 0.05]),
         "total_leads_droppped": rng.integers(1, 5, n).astype(float),
         "referred_lead": rng.choice([0.0, 1.0], n, p=[0.95, 0.05]),
-        **{g: np.zeros(n, dtype="int64") for g in lm.INTERACTION_GROUPS},
-        "city": rng.choice(cities, n, p=weights / weights.sum()),
+        **{c: np.full(n, np.nan) for c in INTERACTION_COLUMNS},
     })
     common = set(cities[:5])
-    city_effect = np.where(frame["city"].isin(common), 1.0, -1.5)
+    city_effect = np.where(frame["city_mapped"].isin(common), 1.0, -1.5)
     logit = city_effect + (frame["first_utm_source_c"] == "Level7") * 1.5 - 0.5 * (frame["total_leads_droppped"] - 2)
     p = 1 / (1 + np.exp(-logit)) if signal else np.full(n, 0.5)
     frame["app_complete_flag"] = (rng.random(n) < p).astype("int64")
@@ -92,12 +94,18 @@ def test_bootstrap_interval_brackets_the_auc_and_is_reproducible():
 
 def test_split_xy_names_missing_column_and_bad_target():
     frame = clean_leads(50)
-    with pytest.raises(DataContractError, match="leads.parquet: column 'city'"):
-        lm.split_xy(frame.drop(columns=["city"]), file="leads.parquet")
+    with pytest.raises(DataContractError, match="leads.parquet: column 'city_mapped'"):
+        lm.split_xy(frame.drop(columns=["city_mapped"]), file="leads.parquet")
     with pytest.raises(DataContractError, match="app_complete_flag"):
         lm.split_xy(frame.assign(app_complete_flag=2))
     with pytest.raises(DataContractError, match="one class"):
         lm.split_xy(frame.assign(app_complete_flag=1))
+
+
+def test_the_id_the_date_and_the_target_are_never_model_inputs():
+    X, _ = lm.split_xy(clean_leads(50))
+    assert list(X.columns) == list(lm.MODEL_INPUTS)
+    assert not {LEAD_ID, "created_date", "app_complete_flag"} & set(X.columns)
 
 
 def test_time_split_holds_out_the_latest_leads():
@@ -123,7 +131,7 @@ def test_pipeline_scores_unseen_levels_and_missing_city():
     frame = clean_leads(400)
     X, y = lm.split_xy(frame)
     pipe = lm.build_lead_pipeline(FAST).fit(X, y)
-    new = X.head(3).assign(city=["atlantis", None, np.nan], first_platform_c=["LevelNew", "Level0", "others"])
+    new = X.head(3).assign(city_mapped=["atlantis", None, np.nan], first_platform_c=["LevelNew", "Level0", "others"])
     proba = pipe.predict_proba(new)
     assert proba.shape == (3, 2) and np.allclose(proba.sum(axis=1), 1)
 
@@ -132,7 +140,7 @@ def test_logistic_family_uses_the_same_inputs_and_unknown_family_is_refused():
     frame = clean_leads(400)
     X, y = lm.split_xy(frame)
     pipe = lm.build_lead_pipeline(family="lr").fit(X, y)
-    assert pipe.predict_proba(X.head(2).assign(city=[None, "atlantis"])).shape == (2, 2)
+    assert pipe.predict_proba(X.head(2).assign(city_mapped=[None, "atlantis"])).shape == (2, 2)
     with pytest.raises(ValueError, match="unknown model family 'svm'"):
         lm.build_lead_pipeline(family="svm")
 
@@ -151,10 +159,26 @@ def test_no_leakage_from_a_row_unique_city():
     """A city unique to each lead with a random target: an encoder that saw its own row's target
     (a naive target encoding) would score far above 0.5 in CV; the pipeline must not."""
     frame = clean_leads(1000, seed=5, signal=False)
-    frame["city"] = [f"unique{i}" for i in range(len(frame))]
+    frame["city_mapped"] = [f"unique{i}" for i in range(len(frame))]
     X, y = lm.split_xy(frame)
     auc = np.mean(lm.cv_auc(lm.build_lead_pipeline(FAST), X, y, folds=3))
     assert auc < 0.58
+
+
+def test_the_cleaning_step_learns_its_levels_from_the_rows_it_is_fitted_on():
+    """The significant levels come from the training rows only: a level frequent only in the
+    holdout is 'others' for the fitted model (02 once learned them on every labelled lead)."""
+    frame = clean_leads(600)
+    train, test = frame.iloc[:400], frame.iloc[400:].assign(first_platform_c="LevelLate")
+    X_train, y_train = lm.split_xy(train)
+    pipe = lm.build_lead_pipeline(FAST).fit(X_train, y_train)
+    levels = pipe.named_steps["clean"].levels_["first_platform_c"]
+    assert "LevelLate" not in levels and set(levels) <= set(train["first_platform_c"])
+    cleaned = pipe.named_steps["clean"].transform(lm.split_xy(test)[0])
+    assert set(cleaned["first_platform_c"]) == {"others"}
+    fixed = lm.build_lead_pipeline(FAST, significant_levels={"first_platform_c": ["Level9"], "first_utm_medium_c": [],
+                                                             "first_utm_source_c": []}).fit(X_train, y_train)
+    assert fixed.named_steps["clean"].levels_["first_platform_c"] == ["Level9"]
 
 
 def test_permutation_importance_ranks_the_informative_inputs_first():
@@ -179,15 +203,24 @@ def store(tmp_path, monkeypatch):
         mlflow.end_run()
 
 
-def test_logged_model_pyfunc_returns_probabilities(store):
+def test_logged_model_takes_raw_leads_and_answers_a_named_probability(store):
     frame = clean_leads(300)
     X, y = lm.split_xy(frame)
     pipe = lm.build_lead_pipeline(FAST).fit(X, y)
     with mlflow.start_run():
-        uri = tracking.log_sklearn_model(pipe, X, predict_fn="predict_proba")
+        uri = tracking.log_model(pipe, X, lm.SCORE_COLUMN, method="predict_proba",
+                                 optional_columns=INTERACTION_COLUMNS)
     pyfunc = mlflow.pyfunc.load_model(uri)
-    assert pyfunc.metadata.get_input_schema().input_names() == list(lm.MODEL_FEATURES)
-    np.testing.assert_allclose(np.asarray(pyfunc.predict(X.head(20))), pipe.predict_proba(X.head(20)))
+    schema = pyfunc.metadata.get_input_schema()
+    assert schema.input_names() == list(lm.MODEL_INPUTS) and LEAD_ID not in schema.input_names()
+    assert set(schema.optional_input_names()) == set(INTERACTION_COLUMNS)
+    # A whole export row (id, date, target and all) is accepted; what the model does not read is ignored.
+    out = pyfunc.predict(frame.head(20).assign(total_leads_droppped=2.0))
+    assert list(out.columns) == [lm.SCORE_COLUMN]
+    np.testing.assert_allclose(out[lm.SCORE_COLUMN], pipe.predict_proba(X.head(20).assign(total_leads_droppped=2.0))[:, 1])
+    # The interaction flags may be left out (they are empty for almost every lead).
+    without = pyfunc.predict(X.head(5).drop(columns=list(INTERACTION_COLUMNS)))
+    np.testing.assert_allclose(without[lm.SCORE_COLUMN], pipe.predict_proba(X.head(5))[:, 1])
 
 
 def test_a_worse_model_does_not_take_the_champion_alias(store):
@@ -203,7 +236,7 @@ def test_a_worse_model_does_not_take_the_champion_alias(store):
 
     def gate(model):
         with mlflow.start_run():
-            uri = tracking.log_sklearn_model(model, X_train, "predict_proba")
+            uri = tracking.log_model(model, X_train, "p", method="predict_proba")
             return registry.register_candidate(uri, lm.MODEL_NAME, decision_file, model, holdout, rule, source,
                                                context, "lightgbm")
 
@@ -255,7 +288,7 @@ def test_real_data_targets(shared_data):
 
     started = time.perf_counter()
     raw = read_leads(shared_data / "codepro" / "leads_labelled_25k.csv")
-    clean, _ = lead_cleaning.clean_leads(raw)
+    clean, _ = lead_cleaning.drop_duplicate_leads(raw)
     X, y = lm.split_xy(clean)
     auc_cv = float(np.mean(lm.cv_auc(lm.build_lead_pipeline(), X, y, folds=5, random_state=42)))
     train, test = lm.time_split(clean, 0.8)

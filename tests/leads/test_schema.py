@@ -8,11 +8,14 @@ from utils.core.contracts import DataContractError
 from utils.core.io import write_parquet
 from utils.leads.schema import (
     INTERACTION_COLUMNS,
+    LEAD_ID,
     LEADS_COLUMNS,
     date_spec,
+    duplicated_leads,
     leads_levels,
     read_leads,
     validate_raw_leads,
+    with_lead_ids,
 )
 
 
@@ -245,3 +248,51 @@ def test_dates_after_the_file_was_written_are_counted(tmp_path):
     frame.to_csv(path)
     report = validate_raw_leads(read_leads(path), str(path))
     assert report.counts["future_dates.created_date"] == 1 and report.counts["early_dates.created_date"] == 1
+
+
+# --- the lead's key ------------------------------------------------------------------------------
+
+
+def test_read_leads_keeps_the_unnamed_index_of_an_export_as_the_id(tmp_path):
+    leads = read_leads(raw_leads_csv(tmp_path / "leads.csv"), lead_id_col="")
+    assert list(leads.columns) == [LEAD_ID, *LEADS_COLUMNS] and list(leads[LEAD_ID]) == [0, 1, 2, 3, 4, 5]
+    assert list(read_leads(tmp_path / "leads.csv").columns) == list(LEADS_COLUMNS)  # no id asked: as before
+
+
+def test_key_choice_named_column_then_lead_id_then_unnamed_then_row_number():
+    base = leads().head(3)
+    named, source = with_lead_ids(base.assign(crm_key=["a", "b", "c"]), FILE, "crm_key")
+    assert list(named[LEAD_ID]) == ["a", "b", "c"] and "crm_key" not in named and source == "column 'crm_key'"
+    own, source = with_lead_ids(base.assign(lead_id=[10, 11, 12]), FILE)
+    assert list(own[LEAD_ID]) == [10, 11, 12] and source == "column 'lead_id'"
+    unnamed, source = with_lead_ids(base.set_axis(base.index, axis=0).reset_index(names="Unnamed: 0"), FILE)
+    assert list(unnamed[LEAD_ID]) == [0, 1, 2] and "Unnamed: 0" not in unnamed and source == "the unnamed first column"
+    numbered, source = with_lead_ids(base, FILE)
+    assert list(numbered[LEAD_ID]) == [1, 2, 3] and source.startswith("row number")
+    assert numbered.columns[0] == LEAD_ID and list(numbered.columns[1:]) == list(base.columns)
+
+
+def test_a_repeating_unnamed_index_gives_way_to_the_row_number():
+    pasted = leads().head(4).reset_index(drop=True)
+    pasted.insert(0, "Unnamed: 0", [0, 1, 0, 1])  # two exports pasted together
+    ids, source = with_lead_ids(pasted, FILE)
+    assert list(ids[LEAD_ID]) == [1, 2, 3, 4] and "repeats" in source
+
+
+@pytest.mark.parametrize(("frame_ids", "problem"), [([1, 1, 2], "repeated"), ([1, None, 2], "no id")])
+def test_a_named_key_must_be_complete_and_unique(frame_ids, problem):
+    frame = leads().head(3).assign(lead_id=frame_ids)
+    assert problem in str(assert_contract_error(LEAD_ID, with_lead_ids, frame, FILE))
+
+
+def test_a_key_column_that_is_absent_or_a_model_input_is_refused():
+    assert_contract_error("crm_key", with_lead_ids, leads().head(2), FILE, "crm_key")
+    assert_contract_error("city_mapped", with_lead_ids, leads().head(2), FILE, "city_mapped")
+    assert_contract_error(LEAD_ID, with_lead_ids, leads().head(2).assign(lead_id=[1, 2], k=[3, 4]), FILE, "k")
+
+
+def test_duplicates_ignore_the_id():
+    frame = pd.concat([leads().head(2)] * 2, ignore_index=True).assign(lead_id=[1, 2, 3, 4])
+    assert duplicated_leads(frame).tolist() == [False, False, True, True]
+    assert validate_raw_leads(frame, FILE).counts.get("duplicate_rows") == 2
+    assert "extra_columns" not in validate_raw_leads(frame, FILE).counts  # the id is no stray column

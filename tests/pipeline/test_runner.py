@@ -24,10 +24,10 @@ DEPENDS = {
     "clv_purchases": ["n_customers"], "clv_purchase_lines": ["n_customers"],
     "raw_snapshot": ["leads_raw", "leads_new", "clv_customers"], "leads_source": ["leads_raw"],
     "clv_source": ["clv_customers"],
-    "leads_clean": ["leads_raw"], "leads_new_clean": ["leads_new", "leads_raw"], "lead_cleaning_report": ["leads_raw"],
+    "leads_clean": ["leads_raw"], "lead_cleaning_report": ["leads_raw"],
     "clv_train": ["clv_purchases", "clv_customers"], "clv_score": ["clv_purchases"], "clv_feature_report": ["clv_purchases"],
     "clv_history": ["clv_purchases", "clv_customers"],
-    "leads_scored": ["leads_new_clean", "lead_model"], "customers_scored": ["clv_score", "clv_model"],
+    "leads_scored": ["leads_new", "lead_model"], "customers_scored": ["clv_score", "clv_model"],
     "scoring_provenance": ["lead_model", "clv_model"], "dashboard": ["leads_scored"],
 }
 
@@ -166,6 +166,15 @@ def test_a_leads_only_change_reexecutes_only_the_lead_steps_and_scoring(outputs)
     assert steps_by_status(run)["reused"] == ["04_clv_model"]
     assert all((run / rel).exists() for rel in json.loads((run / "manifest.json").read_text())["steps"]
                ["04_clv_model"]["outputs"]), "reused files are linked into the new run"
+
+
+def test_new_leads_to_score_reexecute_only_the_data_step_and_scoring(outputs):
+    """New leads are no input of cleaning or training: the models are reused, not retrained."""
+    h = Harness()
+    h.run()
+    run, executor, _ = h.run("n_new_leads=1500")
+    assert executor.executed == ["00_data", "05_scoring"]
+    assert steps_by_status(run)["reused"] == ["01_eda", "02_cleaning", "03_lead_model", "04_clv_model"]
 
 
 def test_a_clv_only_change_reexecutes_only_the_clv_steps_and_scoring(outputs):
@@ -359,3 +368,9 @@ def test_an_interrupted_run_is_marked_killed_not_failed(outputs):
     assert json.loads((run / "status.json").read_text())["status"] == "killed"
     assert json.loads((run / "manifest.json").read_text())["error"] == "interrupted (Ctrl-C)"
     assert tracker.ended == {"run1": "KILLED", "run2": "FINISHED", "run3": "KILLED"}  # parent, 00, 01
+
+
+def test_drift_found_by_scoring_is_said_at_the_end_of_a_run():
+    assert runner.drift_lines({"scoring.drift_status_leads": 0.0, "lead.auc_test": 0.8}) == []
+    [line] = runner.drift_lines({"scoring.drift_status_leads": 2.0, "scoring.drift_status_customers": 1.0})
+    assert "customers warn, leads FAIL" in line and "dashboard.html" in line

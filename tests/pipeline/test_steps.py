@@ -49,7 +49,7 @@ def test_a_notebook_session_registers_tagged_interactive_and_never_moves_champio
     X, model, holdout, rule = candidate()
     step = open_lead_step(store / "interactive")
     assert step.interactive
-    uri = tracking.log_sklearn_model(model, X, "predict_proba")
+    uri = tracking.log_model(model, X, "p", method="predict_proba")
     decision = step.register_candidate("lead_model", uri, model, holdout, rule, "logistic regression on 200 rows")
     step.close()
     assert decision["promote"] and decision["rule"] == "no_champion" and decision["run_id"] == "interactive"
@@ -76,7 +76,7 @@ def test_under_run_all_the_lineage_names_the_run_profile_and_commit(store):
     assert step.run_context() | {"mlflow_run_id": None} == {
         "run_id": run.name, "profile": "smoke", "git_commit": "c0ffee" * 6, "git_dirty": False, "interactive": False,
         "mlflow_run_id": None}
-    uri = tracking.log_sklearn_model(model, X, "predict_proba")
+    uri = tracking.log_model(model, X, "p", method="predict_proba")
     decision = step.register_candidate("lead_model", uri, model, holdout, rule, "logistic regression")
     step.close()
     assert decision["run_id"] == run.name and decision["source"] == SOURCE

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from utils.scoring import dashboard
+from utils.core import drift as drift_reference
 from utils.scoring import monitoring
 from utils.core.contracts import DataContractError
 
@@ -18,6 +19,7 @@ def leads_frame(n: int = 120) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     return pd.DataFrame(
         {
+            "lead_id": np.arange(1000, 1000 + n),
             "created_date": pd.date_range("2022-01-01", periods=n, freq="h"),
             "first_platform_c": rng.choice(["Level0", "others"], n),
             "total_leads_droppped": rng.integers(1, 4, n).astype(float),
@@ -47,7 +49,7 @@ PROVENANCE = {
             "model_version": "4",
             "model_run_id": "run-lead",
             "rows": 120,
-            "input": {"file": "leads_new_clean.parquet", "sha256": "ab" * 32},
+            "input": {"file": "leads_new.parquet", "sha256": "ab" * 32},
         },
         "customers_scored": {"model_name": "clv", "model_version": "2", "model_run_id": "run-clv", "rows": 50},
     }
@@ -94,7 +96,19 @@ def test_top_leads_table_holds_the_best_n_sorted():
     assert len(table["rows"]) == 15
     scores = [row[table["sortIndex"]] for row in table["rows"]]
     assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(1.0)
-    assert "model_run_id" not in table["columns"] and table["columns"][0] == "p_app_complete"
+    assert "model_run_id" not in table["columns"] and table["columns"][:2] == ["lead_id", "p_app_complete"]
+    assert table["rows"][0][0] == 1119 and not table["numeric"][0]  # the id of the best lead, not a number to format
+
+
+def test_dates_in_the_top_leads_table_read_as_dates():
+    table = embedded_table(build(top_n=3))
+    column = table["columns"].index("created_date")
+    assert table["rows"][0][column] == "2022-01-05 23:00"
+
+
+def test_leads_only_leaves_the_lifetime_value_out():
+    page = dashboard.build_dashboard(leads_frame(), None, PROVENANCE)
+    assert 'id="score-distribution"' in page and 'id="clv-deciles"' not in page and "customers scored" not in page
 
 
 def test_text_from_the_data_cannot_break_out_of_the_page():
@@ -102,14 +116,23 @@ def test_text_from_the_data_cannot_break_out_of_the_page():
     page = dashboard.build_dashboard(leads, customers_frame().assign(country="<b>x</b>"), PROVENANCE)
     body = page.split("</head>")[1]
     assert "<script>alert(1)" not in body and "<b>x</b>" not in body
-    assert embedded_table(page)["rows"][0][2] == "</script><script>alert(1)</script>"  # the data itself is intact
+    assert embedded_table(page)["rows"][0][3] == "</script><script>alert(1)</script>"  # the data itself is intact
 
 
-def test_drift_section_when_given():
+def drift_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    reference = drift_reference.build_reference(frame.iloc[:60])
+    levels = monitoring.drift_thresholds(reference, 60, draws=500)
+    return {"leads": monitoring.drift_table(reference, frame.iloc[60:], levels)}
+
+
+def test_drift_section_and_banner_when_given():
     frame = leads_frame()[["first_platform_c", "total_leads_droppped"]]
-    drift = {"leads": monitoring.psi_table(frame.iloc[:60], frame.iloc[60:])}
-    page = build(drift=drift)
+    page = build(drift=drift_tables(frame))
     assert 'id="drift"' in page and "Drift per feature" in page and "total_leads_droppped" in page
+    assert "fail above" in page and "Drift FAILURE" not in page
+    shifted = frame.assign(first_platform_c=["Level0"] * 60 + ["LevelNew"] * 60)
+    page = build(drift=drift_tables(shifted), drift_note="scores held")
+    assert "Drift FAILURE" in page and "scores held" in page
 
 
 def test_same_inputs_give_the_same_page(tmp_path):
@@ -150,9 +173,12 @@ def test_drift_chart_shows_the_worst_features_at_a_readable_height():
             "kind": "numeric",
             "psi": np.linspace(0, 0.3, 30),
             "unseen_share": 0.0,
+            "warn_at": 0.1,
+            "fail_at": 0.25,
             "status": "ok",
         }
     )
-    fig = dashboard.drift_figure({"leads": table}, 0.1, 0.25, top=20)
+    fig = dashboard.drift_figure({"leads": table}, top=20)
     assert len(fig.data[0].y) == 20 and "leads.f29" in list(fig.data[0].y) and "leads.f0" not in list(fig.data[0].y)
+    assert list(fig.data[1].x) == [0.25] * 20  # each feature's fail level beside its bar
     assert 'id="drift"' in dashboard._figure_html(fig, "drift") and fig.layout.height > 380

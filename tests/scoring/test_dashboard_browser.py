@@ -18,6 +18,7 @@ import pytest
 
 from tests.browser import DevTools, chromium_binary, open_page
 from utils.scoring import dashboard
+from utils.core import drift as drift_reference
 from utils.scoring import monitoring
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -30,6 +31,7 @@ def sample_page() -> str:
     n = 400
     leads = pd.DataFrame(
         {
+            "lead_id": np.arange(1, n + 1),
             "created_date": pd.date_range("2022-01-01", periods=n, freq="h"),
             "city_tier": rng.integers(1, 4, n).astype(float),
             "first_platform_c": rng.choice(["Level0", "Level3", "others"], n),
@@ -46,11 +48,9 @@ def sample_page() -> str:
             "predicted_clv": rng.gamma(2, 100, 200),
         }
     )
-    drift = {
-        "leads": monitoring.psi_table(
-            leads[["city_tier", "first_platform_c"]].iloc[:200], leads[["city_tier", "first_platform_c"]].iloc[200:]
-        )
-    }
+    reference = drift_reference.build_reference(leads[["city_tier", "first_platform_c"]].iloc[:200])
+    levels = monitoring.drift_thresholds(reference, 200, draws=500)
+    drift = {"leads": monitoring.drift_table(reference, leads.iloc[200:], levels)}
     provenance = {
         "tables": {
             "leads_scored": {"model_name": "lead_scoring", "model_version": "3", "model_run_id": "r1", "rows": n}
@@ -102,13 +102,13 @@ def test_charts_render_without_console_errors_and_screenshot(browser):
 def test_table_sorts_and_filters(browser):
     tools, _ = browser
     wait_until_drawn(tools)
-    first_column = (
-        "Array.from(document.querySelectorAll('#top-leads tbody tr')).map(r => parseFloat(r.cells[0].textContent))"
+    score_column = (  # the id comes first, the score second
+        "Array.from(document.querySelectorAll('#top-leads tbody tr')).map(r => parseFloat(r.cells[1].textContent))"
     )
-    scores = tools.evaluate(first_column)
+    scores = tools.evaluate(score_column)
     assert scores == sorted(scores, reverse=True), "the table should open sorted by score, best first"
-    tools.evaluate("document.querySelector('#top-leads thead th').click()")
-    assert tools.evaluate(first_column) == sorted(scores)
+    tools.evaluate("document.querySelectorAll('#top-leads thead th')[1].click()")
+    assert tools.evaluate(score_column) == sorted(scores)
     rows = tools.evaluate("""(() => { const box = document.getElementById('lead-filter');
         box.value = 'Level0'; box.dispatchEvent(new Event('input'));
         return Array.from(document.querySelectorAll('#top-leads tbody tr')).map(r => r.textContent); })()""")

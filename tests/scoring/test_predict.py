@@ -100,7 +100,7 @@ def test_load_model_by_run_uri_keeps_run_id(registry):
 def test_score_table_gives_positive_class_probability_and_provenance(registry):
     model = scoring.load_model("models:/lead_scoring/2")
     new = lead_frame(60, seed=5).assign(lead_id=np.arange(60))
-    scored = scoring.score_table(model, new, "p_app_complete", file="leads_new_clean.parquet")
+    scored = scoring.score_table(model, new, "p_app_complete", file="leads_new.parquet")
     expected = registry["pipelines"][2].predict_proba(new[LEAD_FEATURES])[:, 1]
     np.testing.assert_allclose(scored["p_app_complete"], expected, rtol=0, atol=1e-12)
     assert set(scored["model_name"]) == {"lead_scoring"}
@@ -118,8 +118,8 @@ def test_regressor_scores_are_its_predictions(registry):
 
 def test_missing_column_stops_with_file_and_column(registry):
     model = scoring.load_model("models:/lead_scoring@champion")
-    with pytest.raises(DataContractError, match=r"leads_new_clean.parquet: column 'referred_lead': missing"):
-        scoring.score_table(model, lead_frame(5, 1).drop(columns="referred_lead"), "p", file="leads_new_clean.parquet")
+    with pytest.raises(DataContractError, match=r"leads_new.parquet: column 'referred_lead': missing"):
+        scoring.score_table(model, lead_frame(5, 1).drop(columns="referred_lead"), "p", file="leads_new.parquet")
 
 
 def test_schema_mismatch_names_file_and_model(registry):
@@ -135,19 +135,6 @@ def test_unknown_engine_is_refused(registry):
         scoring.score_table(model, lead_frame(3, 1), "p", engine="dask")
 
 
-def test_unseen_levels_are_mapped_to_others_and_counted():
-    train = pd.DataFrame({"platform": ["a", "b", "others"], "source": ["x", "y", "z"], "n": [1.0, 2.0, 3.0]})
-    new = pd.DataFrame(
-        {"platform": ["a", "new1", "new2", None], "source": ["x", "w", "x", "y"], "n": [9.0, 1.0, 2.0, 3.0]}
-    )
-    mapped, counts = scoring.map_unseen_levels(new, train, ["platform", "source", "n"])
-    assert counts == {"platform": 2, "source": 1}
-    assert list(mapped["platform"].iloc[:3]) == ["a", "others", "others"] and mapped["platform"].isna().iloc[3]
-    # no 'others' level in training: nothing to map to, but still counted
-    assert mapped["source"].iloc[1] == "w"
-    assert list(new["platform"].iloc[:2]) == ["a", "new1"]  # input left untouched
-
-
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -161,6 +148,11 @@ def test_positive_class_scores(raw, expected):
     np.testing.assert_allclose(scoring.positive_class_scores(raw), expected)
 
 
+def test_a_named_score_column_is_taken_by_name():
+    out = pd.DataFrame({"other": [9.0, 9.0], "p_app_complete": [0.1, 0.7]})
+    np.testing.assert_allclose(scoring.positive_class_scores(out, "p_app_complete"), [0.1, 0.7])
+
+
 def test_positive_class_scores_refuses_multiclass():
     with pytest.raises(ValueError, match="shape"):
         scoring.positive_class_scores(np.ones((2, 3)) / 3)
@@ -168,7 +160,7 @@ def test_positive_class_scores_refuses_multiclass():
 
 def test_provenance_entry_names_the_model_and_hashes_input_and_outputs(tmp_path, registry):
     model = scoring.load_model("models:/lead_scoring@champion")
-    source = tmp_path / "leads_new_clean.parquet"
+    source = tmp_path / "leads_new.parquet"
     new = lead_frame(20, 3)
     new.to_parquet(source)
     scored = scoring.score_table(model, new, "p_app_complete")
@@ -182,11 +174,40 @@ def test_provenance_entry_names_the_model_and_hashes_input_and_outputs(tmp_path,
     assert entry["rows"] == 20 and entry["unseen_levels"] == {"city": 2}
 
 
-def test_a_missing_registered_model_says_which_notebook_trains_it(registry):
-    with pytest.raises(LookupError, match="no registered model models:/nobody@champion"):
+def test_a_missing_registered_model_says_which_command_trains_it(registry):
+    with pytest.raises(scoring.NoModelError, match="no registered model models:/nobody@champion"):
         scoring.load_model("models:/nobody@champion")
-    with pytest.raises(LookupError, match="03_lead_model.ipynb"):
-        scoring.load_model("models:/lead_scoring/99")
+    with pytest.raises(scoring.NoModelError, match=r"03_lead_model.ipynb.*|run_all.py --profile smoke"):
+        scoring.resolve_model("models:/lead_scoring/99")
+    assert scoring.resolve_model("models:/lead_scoring@champion") == ("lead_scoring", "1", "models:/lead_scoring/1")
+    assert scoring.resolve_model("runs:/abc/model") == (None, None, "runs:/abc/model")
+
+
+def test_a_model_logged_by_the_project_gives_its_named_score_recipe_and_drift_reference(registry):
+    import mlflow
+
+    from utils.core import tracking
+
+    train = registry["clv_x"]
+    model = scoring.load_model("models:/clv@champion")
+    assert model.score_column is None and model.recipe == {}  # logged without the project's logger
+    with pytest.raises(LookupError, match="no drift reference"):
+        model.drift_reference()
+    from sklearn.linear_model import LinearRegression
+
+    fitted = LinearRegression().fit(train, 3 * train["orders_7d"])
+    with mlflow.start_run():
+        uri = tracking.log_model(fitted, train, "predicted_clv", recipe={"feature_window_days": 7, "horizon_days": 90})
+    version = mlflow.register_model(uri, "clv").version
+    served = scoring.load_model(f"models:/clv/{version}")
+    assert served.score_column == "predicted_clv" and served.recipe == {"feature_window_days": 7, "horizon_days": 90}
+    reference = served.drift_reference()
+    assert set(reference["columns"]) == {"revenue_7d", "orders_7d", "predicted_clv"}
+    scored = scoring.score_table(served, train.assign(customer_id=range(len(train))), "predicted_clv")
+    np.testing.assert_allclose(scored["predicted_clv"], 3 * train["orders_7d"], atol=1e-8)
+    assert list(scored["customer_id"]) == list(range(len(train)))
+    by_run = scoring.load_model(uri)  # not a registry URI: the reference comes from the model's folder
+    assert by_run.version is None and set(by_run.drift_reference()["columns"]) == set(reference["columns"])
 
 
 def test_input_columns_follow_the_signature_else_the_table(registry):

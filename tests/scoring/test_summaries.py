@@ -43,3 +43,19 @@ def test_group_summary_pools_the_tail_and_counts_missing():
     assert summary["customers"].sum() == 5 and summary["total_predicted"].sum() == pytest.approx(28)
     with pytest.raises(DataContractError, match="segment"):
         summaries.group_summary(frame, "segment", "v")
+
+
+def test_scored_leads_view_keeps_every_row_and_id_and_flags_duplicates():
+    rows = {"created_date": pd.Timestamp("2022-02-15 10:31"), "city_mapped": "pune", "first_platform_c": "Level0",
+            "first_utm_medium_c": "Level1", "first_utm_source_c": "Level2", "total_leads_droppped": 1.0,
+            "referred_lead": 0.0, "chat_clicked": None}
+    scored = pd.DataFrame([rows, rows, {**rows, "city_mapped": "ncr"}]).assign(
+        lead_id=["a", "b", "c"], p_app_complete=[0.7, 0.7, 0.2], model_name="lead_scoring")
+    view = summaries.scored_leads_view(scored, decision_threshold=0.5)
+    assert list(view.columns[:5]) == ["lead_id", "p_app_complete", "score_band", "above_threshold", "duplicate"]
+    assert view["lead_id"].tolist() == ["a", "b", "c"]
+    assert view["duplicate"].tolist() == [False, True, False]  # scored twice, flagged once, never merged
+    assert view["above_threshold"].tolist() == [True, True, False] and view["score_band"].tolist()[2] == "0.2-0.4"
+    assert "chat_clicked" not in view and view["model_name"].iloc[0] == "lead_scoring"
+    with pytest.raises(DataContractError, match="lead_id"):
+        summaries.scored_leads_view(scored.drop(columns="lead_id"))

@@ -17,6 +17,9 @@ PARAMS_DIR = PROJECT_ROOT / "params"
 OUTPUTS_DIR = Path(os.environ.get("LEAD2VALUE_OUTPUTS") or PROJECT_ROOT / "outputs").resolve()
 RUNS_DIR = OUTPUTS_DIR / "runs"
 LATEST_LINK = OUTPUTS_DIR / "latest"
+# The scoring job (`run_all.py score`): one folder per job; `latest` names the last job that succeeded.
+SCORING_DIR = OUTPUTS_DIR / "scoring"
+SCORING_LATEST = SCORING_DIR / "latest"
 MLFLOW_DIR = OUTPUTS_DIR / "mlflow"
 # Drift per scoring run; it outlives the run folders.
 DRIFT_HISTORY = OUTPUTS_DIR / "monitoring" / "drift_history.csv"

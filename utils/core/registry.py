@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from utils.core import gate, lineage, tracking
 from utils.core.files import read_json, write_json
+from utils.core.serving import unwrap
 
 CHAMPION_ALIAS = "champion"
 # Versions registered before lineage tags existed: the parameters of their run's 00_data step
@@ -50,7 +51,7 @@ def load_champion(name: str) -> Any | None:
     """The champion as its native (scikit-learn) object, or None without a champion."""
     if champion_version(name) is None:
         return None
-    return mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION_ALIAS}")
+    return unwrap(mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION_ALIAS}"))
 
 
 def champion_score(champion: Any | None, X: Any, y: Any, metric: Callable[[Any, Any], float],

@@ -7,16 +7,26 @@ closes the run; the functions here only need an active run to log to.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import mlflow
 import mlflow.sklearn
-from mlflow.models import infer_signature
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 
-from utils.core import env, paths
+from utils.core import drift, env, paths
+from utils.core.files import write_json
+from utils.core.serving import NamedScore
 
 EXPERIMENT_NAME = "lead2value"
 
@@ -98,20 +108,83 @@ def model_requirements(packages: tuple[str, ...] = MODEL_PACKAGES) -> list[str]:
             if version != "not installed"]
 
 
-def log_sklearn_model(model: Any, X_example: Any, predict_fn: str = "predict", name: str = "model") -> str:
-    """Log a fitted scikit-learn estimator to the active MLflow run; returns the model URI to register.
+# Inside every logged model's folder: the binned training distribution of its inputs and score.
+DRIFT_REFERENCE_FILE = "drift_reference.json"
 
-    The signature names the input columns, so scoring knows which columns to pass; the
-    pyfunc flavour calls ``predict_fn`` (``predict_proba`` for a classifier's probabilities).
-    Pickled with cloudpickle and shipped with the project's ``utils`` package
-    (``code_paths``), so classes defined here unpickle anywhere; skops, MLflow's default,
-    refuses classes it was not told to trust.
+
+@contextmanager
+def pickled_by_value(package_name: str = __name__.partition(".")[0]) -> Iterator[None]:
+    """While logging, cloudpickle copies the project's classes and functions into the pickle.
+
+    A client process then needs none of this project to load the model, and a package of
+    its own named ``utils`` is neither needed nor shadowed (shipping ``utils`` as code
+    would do both).
     """
-    example = X_example.head(5).reset_index(drop=True)
-    signature = infer_signature(example, getattr(model, predict_fn)(example))
-    info = mlflow.sklearn.log_model(
-        model, name=name, signature=signature, input_example=example, pyfunc_predict_fn=predict_fn,
-        code_paths=[str(paths.PROJECT_ROOT / "utils")], serialization_format="cloudpickle",
-        pip_requirements=model_requirements(),
-    )
+    package = importlib.import_module(package_name)
+    cloudpickle.register_pickle_by_value(package)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(package)
+
+
+def input_schema(X: pd.DataFrame, optional: Iterable[str] = ()) -> Schema:
+    """The model's input columns by name and type; ``optional`` ones may be left out of a request.
+
+    Typed, not "any": MLflow checks an "any" column value by value (half a second per 20,000
+    leads), a typed one by its dtype. A JSON request may still send 2 for a "double" column:
+    the scoring server casts JSON to the signature's types first.
+    """
+    optional = set(optional)
+    specs = []
+    for column in X.columns:
+        series = X[column]
+        if drift.is_numeric(series):
+            kind = "long" if pd.api.types.is_integer_dtype(series) else "double"
+        elif pd.api.types.is_bool_dtype(series):
+            kind = "boolean"
+        elif pd.api.types.is_datetime64_any_dtype(series):
+            kind = "datetime"
+        else:
+            kind = "string"
+        specs.append(ColSpec(kind, str(column), required=column not in optional))
+    return Schema(specs)
+
+
+def log_model(model: Any, X_train: pd.DataFrame, score_column: str, *, method: str = "predict", name: str = "model",
+              optional_columns: Iterable[str] = (), recipe: dict | None = None,
+              n_bins: int = 10, drift_exclude: Iterable[str] = ()) -> str:
+    """Log a fitted estimator to the active run as a model that answers one named column; returns its URI.
+
+    * The input signature is ``X_train``'s columns (the raw schema for the lead model, the
+      feature table for the CLV model), with five of its rows as the input example.
+    * The pyfunc answers ``score_column`` (:class:`~utils.core.serving.NamedScore`; ``method``
+      is the estimator's scoring method, P(class 1) of a ``predict_proba``).
+    * Pickled with cloudpickle, the project's own classes by value: no code shipped, nothing
+      to import on the client (:func:`pickled_by_value`).
+    * ``drift_reference.json`` in the model's folder: every input and the score on ``X_train``
+      (the training part), binned (:mod:`utils.core.drift`), for the scoring job's drift check;
+      ``drift_exclude`` names inputs that are no distribution (a free-text basket: every value new).
+    * ``recipe`` (e.g. the feature window a CLV feature table was built with) goes in the
+      model's metadata, so a scoring job can build new rows the same way.
+    """
+    X = X_train.reset_index(drop=True)
+    served = NamedScore(model, score_column, method)
+    scores = served.predict(X)
+    excluded = set(drift_exclude)
+    reference = drift.build_reference(pd.concat([X.drop(columns=[c for c in X.columns if c in excluded]), scores], axis=1),
+                                      n_bins=n_bins)
+    reference["score_column"] = score_column
+    signature = ModelSignature(inputs=input_schema(X, optional_columns),
+                               outputs=Schema([ColSpec("double", score_column)]))
+    metadata = {"score_column": score_column, "drift_reference": DRIFT_REFERENCE_FILE, "recipe": recipe or {}}
+    with pickled_by_value():
+        info = mlflow.sklearn.log_model(
+            served, name=name, signature=signature, input_example=X.head(5), pyfunc_predict_fn="predict",
+            serialization_format="cloudpickle", pip_requirements=model_requirements(), metadata=metadata,
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / DRIFT_REFERENCE_FILE
+        write_json(local, reference)
+        MlflowClient().log_model_artifact(info.model_id, str(local))
     return info.model_uri

@@ -15,6 +15,15 @@ each one with the golden tables of ``stage_outputs_100.db``):
 :func:`clean_leads` runs them all, keeps the raw city name as ``city`` for the
 model, and returns a report of what it changed.
 
+The lead model does not train on the output of :func:`clean_leads`: its first step is
+:class:`LeadCleaner`, the same stages row for row (city tier, significant levels,
+interaction groups) as a scikit-learn transformer. It learns the significant levels in
+``fit``, so on the training rows only (in every CV fold, on the fold's training rows),
+and it takes leads in the export's raw schema, so the registered model does too. It
+neither drops nor merges rows: duplicates are dropped from the training table beforehand
+(:func:`drop_duplicate_leads`, which ignores the lead's id), and a scored lead is never
+merged with another.
+
 Which significant levels? By default they are *learned* from the training leads
 (:func:`learn_significant_levels`, top 90 % cumulative frequency) and recorded in
 the report, and new leads are cleaned with the training leads' levels. The
@@ -31,11 +40,13 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from utils.core.contracts import DataContractError
-from utils.leads.schema import INTERACTION_COLUMNS, LEADS_TARGET
+from utils.leads.schema import INTERACTION_COLUMNS, LEADS_TARGET, duplicated_leads
 
 logger = logging.getLogger(__name__)
 
@@ -61,19 +72,23 @@ class UnseenLevelWarning(UserWarning):
 # --- the mapping facts --------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4)
-def load_city_tiers(path: str | Path = CITY_TIERS_FILE) -> tuple[dict[str, float], float]:
+def read_city_tiers(path: str | Path = CITY_TIERS_FILE) -> tuple[dict[str, float], float]:
     """(city -> tier, tier of every other city) from the YAML resource."""
     spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     tiers = {str(city): float(tier) for tier, cities in spec["tiers"].items() for city in cities}
     return tiers, float(spec["default_tier"])
 
 
-@lru_cache(maxsize=4)
-def load_interaction_groups(path: str | Path = INTERACTION_GROUPS_FILE) -> dict[str, str]:
+def read_interaction_groups(path: str | Path = INTERACTION_GROUPS_FILE) -> dict[str, str]:
     """interaction column -> group column (e.g. 'chat_clicked' -> 'assistance_interaction')."""
     spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     return {str(column): str(group) for group, columns in spec["groups"].items() for column in columns}
+
+
+# Cached for the stages; LeadCleaner reads the files itself (a cached function would be pickled
+# by reference with the model, and a client without this package could not load it).
+load_city_tiers = lru_cache(maxsize=4)(read_city_tiers)
+load_interaction_groups = lru_cache(maxsize=4)(read_interaction_groups)
 
 
 # --- the stages ---------------------------------------------------------------------------
@@ -180,6 +195,89 @@ def map_interactions(df: pd.DataFrame, file: str = "<leads>") -> pd.DataFrame:
     merged = pd.concat([deduped[keys], sums], axis=1)
     out = merged.groupby(keys, sort=True, dropna=False, as_index=False)[list(sums.columns)].sum()
     return out.reset_index(drop=True)
+
+
+# --- the stages as the model's first step -------------------------------------------------
+
+# What LeadCleaner reads from a raw lead: the city, the channels, the counts and the 37 flags.
+RAW_INPUTS = ("city_mapped", *LEVEL_COLUMNS, *NULL_TO_ZERO, *INTERACTION_COLUMNS)
+INTERACTION_GROUPS = ("assistance_interaction", "career_interaction", "payment_interaction",
+                      "social_interaction", "syllabus_interaction")
+# What it gives the model: the original clean columns (no date, no target) and the raw city.
+CLEANED_FEATURES = ("city_tier", *LEVEL_COLUMNS, *NULL_TO_ZERO, *INTERACTION_GROUPS, CITY_COLUMN)
+
+
+class LeadCleaner(TransformerMixin, BaseEstimator):
+    """Raw leads (the export's columns) -> the clean model features, one row out per row in.
+
+    ``fit`` learns the significant channel levels (:func:`learn_significant_levels`) unless
+    ``significant_levels`` fixes them, and keeps the city tiers and interaction groups as
+    fitted attributes, so a pickled model needs no resource file. ``transform`` applies the
+    stages of :func:`clean_leads` row by row: city -> tier, other levels -> ``"others"``,
+    missing counts -> 0, the 37 flags summed into 5 groups (a flag column that is absent
+    counts as empty), the raw city kept as ``city``. A count that is not a number raises.
+    """
+
+    def __init__(self, significant_levels: Mapping[str, Iterable[str]] | None = None, cumulative: float = 0.90):
+        self.significant_levels = significant_levels
+        self.cumulative = cumulative
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> LeadCleaner:
+        frame = self._frame(X, "<training leads>")
+        self.feature_names_in_ = np.asarray([c for c in RAW_INPUTS if c in frame.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        if self.significant_levels is None:
+            self.levels_ = learn_significant_levels(frame, LEVEL_COLUMNS, self.cumulative)
+        else:
+            self.levels_ = normalise_levels(self.significant_levels)
+        self.city_tiers_, self.default_tier_ = read_city_tiers()
+        groups = read_interaction_groups()
+        self.groups_ = {group: [c for c in INTERACTION_COLUMNS if groups.get(c) == group] for group in INTERACTION_GROUPS}
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        frame = self._frame(X, "<leads>")
+        out = pd.DataFrame(index=frame.index)
+        city = frame["city_mapped"].astype(object).where(frame["city_mapped"].notna(), None)
+        out["city_tier"] = city.map(self.city_tiers_).fillna(self.default_tier_).astype("float64")
+        for column in LEVEL_COLUMNS:
+            levels = frame[column].astype(object)
+            out[column] = levels.where(levels.isin(set(self.levels_[column])), OTHERS).astype(object)
+        for column in NULL_TO_ZERO:
+            out[column] = self._numbers(frame, column).fillna(0.0)
+        for group, columns in self.groups_.items():
+            present = [c for c in columns if c in frame.columns]
+            flags = pd.DataFrame({c: self._numbers(frame, c) for c in present}, index=frame.index)
+            out[group] = flags.sum(axis=1, min_count=0).astype("float64") if present else 0.0
+        out[CITY_COLUMN] = city
+        return out[list(CLEANED_FEATURES)]
+
+    def get_feature_names_out(self, input_features: Iterable[str] | None = None) -> np.ndarray:
+        return np.asarray(CLEANED_FEATURES, dtype=object)
+
+    @staticmethod
+    def _frame(X: pd.DataFrame, file: str) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError("LeadCleaner takes a pandas DataFrame of raw leads (named columns)")
+        for column in ("city_mapped", *LEVEL_COLUMNS, *NULL_TO_ZERO):
+            if column not in X.columns:
+                raise DataContractError(file, column, "missing: the lead model reads it")
+        return X
+
+    @staticmethod
+    def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+        values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        bad = values.isna() & frame[column].notna()
+        if bad.any():
+            raise DataContractError("<leads>", column, f"{int(bad.sum())} value(s) are not numbers, "
+                                                       f"e.g. {frame.loc[bad, column].iloc[0]!r}")
+        return values
+
+
+def drop_duplicate_leads(leads: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Training leads with one copy of each lead (ids ignored: two identical leads with different ids are one)."""
+    duplicated = duplicated_leads(leads)
+    return leads[~duplicated].reset_index(drop=True), int(duplicated.sum())
 
 
 # --- the whole pipeline -------------------------------------------------------------------

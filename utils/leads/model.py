@@ -1,8 +1,11 @@
 """The lead-scoring model: one scikit-learn Pipeline, its honest evaluation and its logging.
 
-The model reads the clean leads of :mod:`utils.lead_cleaning` and predicts
-P(application complete). Beyond the original features (city tier, the three
-channel columns one-hot encoded, lead count, referral flag, interaction groups)
+The model reads raw leads in the export's schema and predicts P(application complete).
+Its first step is :class:`~utils.leads.cleaning.LeadCleaner`, the original CodePro
+cleaning as a transformer whose significant levels are learned in ``fit`` (so from the
+training rows only, fold by fold in cross-validation). Beyond the original features
+(city tier, the three channel columns one-hot encoded, lead count, referral flag,
+interaction groups)
 it uses the raw city name and each channel level encoded by their share of the
 training leads, learned inside every fit (so a CV fold never sees its test rows).
 Rare cities and rare channels convert very differently from common ones; the
@@ -40,16 +43,19 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from utils.core.contracts import DataContractError
 from utils.core.splits import time_split as _time_split
-from utils.leads.cleaning import CITY_COLUMN, LEVEL_COLUMNS
+from utils.leads.cleaning import CITY_COLUMN, INTERACTION_GROUPS, LEVEL_COLUMNS, RAW_INPUTS, LeadCleaner
 from utils.leads.schema import LEADS_TARGET
 
 MODEL_NAME = "lead_scoring"
-INTERACTION_GROUPS = ("assistance_interaction", "career_interaction", "payment_interaction",
-                      "social_interaction", "syllabus_interaction")
+# The registered model's answer: one named column.
+SCORE_COLUMN = "p_app_complete"
 NUMERIC_FEATURES = ("city_tier", "total_leads_droppped", "referred_lead", *INTERACTION_GROUPS)
 # The original pipeline's inputs (its six features and the interaction groups).
 BASE_FEATURES = ("city_tier", *LEVEL_COLUMNS, "total_leads_droppped", "referred_lead", *INTERACTION_GROUPS)
+# What the classifier sees, after the cleaning step.
 MODEL_FEATURES = (*BASE_FEATURES, CITY_COLUMN)
+# What the model takes: raw export columns (the lead's id, date and target are never inputs).
+MODEL_INPUTS = RAW_INPUTS
 MISSING_LEVEL = "<missing>"
 
 # Tuned on the earliest 80 % of the real CodePro leads (leads_labelled_25k.csv), never on the
@@ -107,9 +113,13 @@ FAMILIES = ("lightgbm", "lr")
 
 
 def build_lead_pipeline(params: Mapping[str, Any] | None = None, random_state: int = 42, n_jobs: int = 1,
-                        family: str = "lightgbm") -> Pipeline:
-    """Preprocessing (one-hot channels, frequency-encoded city and channels) and a classifier, as one Pipeline.
+                        family: str = "lightgbm", significant_levels: Mapping[str, Any] | None = None,
+                        level_cumulative: float = 0.90) -> Pipeline:
+    """Cleaning, preprocessing (one-hot channels, frequency-encoded city and channels) and a classifier, as one Pipeline.
 
+    It takes raw leads (:data:`MODEL_INPUTS`). The cleaning step learns the significant
+    channel levels covering ``level_cumulative`` of its training rows, unless
+    ``significant_levels`` fixes them (e.g. CodePro's own lists).
     ``family`` is "lightgbm" (``params`` override :data:`LGBM_PARAMS`) or "lr"
     (logistic regression on the same inputs, standardised; ``params`` go to
     LogisticRegression). ``n_jobs=1`` by default: on a small machine LightGBM's
@@ -129,15 +139,21 @@ def build_lead_pipeline(params: Mapping[str, Any] | None = None, random_state: i
         model = LogisticRegression(**{"C": 1.0, "max_iter": 2000, **(params or {})}, random_state=random_state)
     else:
         model = LGBMClassifier(**{**LGBM_PARAMS, **(params or {})}, random_state=random_state, n_jobs=n_jobs, verbose=-1)
-    return Pipeline([("preprocess", preprocess), ("model", model)])
+    return Pipeline([("clean", LeadCleaner(significant_levels, level_cumulative)), ("preprocess", preprocess),
+                     ("model", model)])
 
 
 def compare_families(X: pd.DataFrame, y: np.ndarray, families: Iterable[str] = FAMILIES, folds: int = 5,
-                     random_state: int = 42, params: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
-    """Stratified CV AUC of each model family on the same inputs, best first. Pass training rows only."""
+                     random_state: int = 42, params: Mapping[str, Mapping[str, Any]] | None = None,
+                     cleaning: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Stratified CV AUC of each model family on the same inputs, best first. Pass training rows only.
+
+    ``cleaning``: keyword arguments of the cleaning step (``significant_levels``, ``level_cumulative``).
+    """
     rows = []
     for family in [f.strip() for f in families if f.strip()]:
-        aucs = cv_auc(build_lead_pipeline((params or {}).get(family), random_state, family=family), X, y, folds, random_state)
+        pipe = build_lead_pipeline((params or {}).get(family), random_state, family=family, **(cleaning or {}))
+        aucs = cv_auc(pipe, X, y, folds, random_state)
         rows.append({"family": family, "cv_auc": float(np.mean(aucs)), "cv_auc_std": float(np.std(aucs)),
                      **{f"fold_{i + 1}": a for i, a in enumerate(aucs)}})
     if not rows:
@@ -146,7 +162,7 @@ def compare_families(X: pd.DataFrame, y: np.ndarray, families: Iterable[str] = F
 
 
 def split_xy(clean: pd.DataFrame, file: str = "leads_clean.parquet",
-             features: Iterable[str] = MODEL_FEATURES) -> tuple[pd.DataFrame, np.ndarray]:
+             features: Iterable[str] = MODEL_INPUTS) -> tuple[pd.DataFrame, np.ndarray]:
     """Model inputs and the 0/1 target, with a clear error for a missing column or an odd target."""
     features = list(features)
     for column in [*features, LEADS_TARGET]:
@@ -226,10 +242,10 @@ def holdout_metrics(y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1
 
 
 def tune_lightgbm(X: pd.DataFrame, y: np.ndarray, n_iter: int = 20, folds: int = 5,
-                  random_state: int = 42) -> tuple[dict[str, Any], pd.DataFrame]:
+                  random_state: int = 42, cleaning: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Random search of LightGBM settings by stratified CV AUC. Pass training rows only, never the holdout."""
     search = RandomizedSearchCV(
-        build_lead_pipeline(random_state=random_state),
+        build_lead_pipeline(random_state=random_state, **(cleaning or {})),
         {f"model__{key}": values for key, values in TUNING_SPACE.items()},
         n_iter=n_iter, scoring="roc_auc",  # scikit-learn scores roc_auc from predict_proba
         cv=StratifiedKFold(folds, shuffle=True, random_state=random_state), random_state=random_state,
@@ -245,7 +261,13 @@ def tune_lightgbm(X: pd.DataFrame, y: np.ndarray, n_iter: int = 20, folds: int =
 
 def permutation_importance_table(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray, n_repeats: int = 5,
                                  random_state: int = 42) -> pd.DataFrame:
-    """Drop in holdout AUC when one input column is shuffled (mean and spread over repeats)."""
+    """Drop in holdout AUC when one clean feature is shuffled (mean and spread over repeats).
+
+    Features as the classifier sees them (after the cleaning step): one interaction group
+    rather than 37 nearly empty flags, and a fraction of the time.
+    """
+    if "clean" in pipe.named_steps:
+        pipe, X = pipe[1:], pipe.named_steps["clean"].transform(X)
     result = permutation_importance(pipe, X, y, scoring="roc_auc", n_repeats=n_repeats, random_state=random_state)
     return (pd.DataFrame({"feature": X.columns, "auc_drop": result.importances_mean, "auc_drop_std": result.importances_std})
             .sort_values("auc_drop", ascending=False, ignore_index=True))
@@ -255,11 +277,13 @@ def permutation_importance_table(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray,
 
 
 def compare_candidates(train: pd.DataFrame, candidates: Iterable[str], folds: int = 3, sample_size: int = 2000,
-                       random_state: int = 42, n_jobs: int = 1) -> pd.DataFrame:
-    """pycaret's cross-validated comparison of candidate models on a sample of the training leads.
+                       random_state: int = 42, n_jobs: int = 1, significant_levels: Mapping[str, Any] | None = None,
+                       level_cumulative: float = 0.90) -> pd.DataFrame:
+    """pycaret's cross-validated comparison of candidate models on a sample of the (raw) training leads.
 
-    A quick screen, not the final model: pycaret does its own preprocessing. Its
-    MLflow logging stays off (pycaret 3.3 and MLflow 3 do not agree); the caller logs the table.
+    A quick screen, not the final model: the sample is cleaned by a :class:`LeadCleaner`
+    fitted on it, then pycaret does its own preprocessing. Its MLflow logging stays off
+    (pycaret 3.3 and MLflow 3 do not agree); the caller logs the table.
     """
     # Importing pycaret switches matplotlib to Arial, which this machine lacks (hundreds of findfont
     # warnings in every later plot): the font settings are put back right after.
@@ -271,9 +295,9 @@ def compare_candidates(train: pd.DataFrame, candidates: Iterable[str], folds: in
     candidates = [c.strip() for c in candidates if c.strip()]
     if not candidates:
         raise ValueError("no candidate models to compare")
-    data = train[[*MODEL_FEATURES, LEADS_TARGET]]
-    if len(data) > sample_size:
-        data = data.sample(sample_size, random_state=random_state)
+    sample = train.sample(sample_size, random_state=random_state) if len(train) > sample_size else train
+    cleaner = LeadCleaner(significant_levels, level_cumulative).fit(sample)
+    data = cleaner.transform(sample).assign(**{LEADS_TARGET: sample[LEADS_TARGET].to_numpy()})
     experiment = ClassificationExperiment()
     experiment.setup(
         data=data.reset_index(drop=True), target=LEADS_TARGET, session_id=random_state, fold=folds,

@@ -31,6 +31,11 @@ from utils.core.contracts import (
 from utils.core.io import read_table
 
 LEADS_TARGET = "app_complete_flag"
+# The key every lead keeps from the file it came from to the scored table; never a model input.
+LEAD_ID = "lead_id"
+LEAD_ID_SOURCE = "lead_id_source"  # frame.attrs key: where read_leads took the ids from
+# The unnamed first column of a CRM export (a row index), as pandas names it or a parquet writer left it.
+UNNAMED_INDEX = ("Unnamed: 0", "", "index")
 LEADS_CATEGORICAL = ("city_mapped", "first_platform_c", "first_utm_medium_c", "first_utm_source_c")
 INTERACTION_COLUMNS = (
     "1_on_1_industry_mentorship", "call_us_button_clicked", "career_assistance", "career_coach",
@@ -67,7 +72,7 @@ def date_spec(date_format: str = "", dayfirst: bool = False) -> DateSpec:
 
 
 def read_leads(path: str | Path, created_before: str | pd.Timestamp | None = None, dates: DateSpec | None = None,
-               sep: str = "auto") -> pd.DataFrame:
+               sep: str = "auto", lead_id_col: str | None = None) -> pd.DataFrame:
     """Raw CodePro leads (CSV with its unnamed index column, or parquet) in the contract's dtypes.
 
     ``created_before`` (a date): rows created on or after it, or without a date, are dropped
@@ -76,11 +81,18 @@ def read_leads(path: str | Path, created_before: str | pd.Timestamp | None = Non
     (:func:`date_spec`), ``sep`` the CSV separator (see :func:`utils.core.io.read_table`).
     Headers that differ from the contract's only in case or surrounding spaces are matched
     and counted.
+
+    ``lead_id_col``: None drops the unnamed index column; a string (``""`` for the default
+    choice) gives every row its key as a first column ``lead_id`` (see :func:`with_lead_ids`),
+    and ``attrs[LEAD_ID_SOURCE]`` says where it came from.
     """
     dates = dates or date_spec()
     frame = read_table(path, sep)
+    id_source = ""
+    if lead_id_col is not None and len(frame.columns) > 1:  # one column: a wrong separator, said by the contract
+        frame, id_source = with_lead_ids(frame, str(path), lead_id_col)
     first = str(frame.columns[0]) if len(frame.columns) else ""
-    if first.startswith("Unnamed: 0") or first in ("", "index"):
+    if first.startswith("Unnamed: 0") or first in UNNAMED_INDEX:
         frame = frame.drop(columns=frame.columns[0])
     frame = match_headers(frame, LEADS_COLUMNS, str(path))
     if created_before is not None:
@@ -88,7 +100,10 @@ def read_leads(path: str | Path, created_before: str | pd.Timestamp | None = Non
             raise DataContractError(str(path), "created_date", "missing: needed to keep rows created before a date")
         created = as_datetime(frame["created_date"], str(path), "created_date", dates)
         frame = frame.loc[(created < pd.Timestamp(created_before)).to_numpy()].reset_index(drop=True)
-    return coerce_leads(frame, str(path), dates)
+    leads = coerce_leads(frame, str(path), dates)
+    if id_source:
+        leads.attrs[LEAD_ID_SOURCE] = id_source
+    return leads
 
 
 def coerce_leads(frame: pd.DataFrame, file: str, dates: DateSpec | None = None) -> pd.DataFrame:
@@ -108,6 +123,54 @@ def coerce_leads(frame: pd.DataFrame, file: str, dates: DateSpec | None = None) 
         complete = target.notna().all() and (target % 1 == 0).all()
         out[LEADS_TARGET] = target.astype("int64") if complete else target
     return out
+
+
+def with_lead_ids(frame: pd.DataFrame, file: str, lead_id_col: str = "") -> tuple[pd.DataFrame, str]:
+    """``frame`` with its key as the first column ``lead_id``, and where the key came from.
+
+    The key is ``lead_id_col`` when given (renamed ``lead_id``), else a ``lead_id`` column,
+    else the unnamed first column CRM exports carry, else the 1-based row number in the
+    file. A named key must be complete and unique (a scored row must trace back to one
+    record); an unnamed index that repeats (two exports pasted together) gives way to the
+    row number, and the source says so.
+    """
+    if LEAD_ID in frame.columns and lead_id_col not in ("", LEAD_ID):
+        raise DataContractError(file, LEAD_ID, f"present, but lead_id_col names '{lead_id_col}': rename one of them")
+    named = lead_id_col or (LEAD_ID if LEAD_ID in frame.columns else "")
+    if named:
+        if named not in frame.columns:
+            raise DataContractError(file, named, "missing: lead_id_col names it as the leads' key")
+        if named in LEADS_COLUMNS:
+            raise DataContractError(file, named, "cannot be the key: it is a model input (or the target)")
+        ids = frame[named]
+        if ids.isna().any():
+            raise DataContractError(file, named, f"{int(ids.isna().sum())} row(s) have no id: every lead needs its key")
+        repeated = ids[ids.duplicated()]
+        if len(repeated):
+            raise DataContractError(file, named, f"{len(repeated)} repeated id(s), e.g. {repeated.iloc[0]!r}: "
+                                                 f"the key must be unique")
+        source = f"column '{named}'"
+        rest = frame.drop(columns=[named])
+    else:
+        first = str(frame.columns[0]) if len(frame.columns) else None
+        unnamed = first is not None and (first.startswith("Unnamed: 0") or first in UNNAMED_INDEX)
+        rest = frame.drop(columns=frame.columns[0]) if unnamed else frame
+        ids = frame.iloc[:, 0] if unnamed else None
+        if ids is not None and ids.notna().all() and ids.is_unique:
+            source = "the unnamed first column"
+        else:
+            ids = pd.Series(range(1, len(frame) + 1), index=frame.index, dtype="int64")
+            source = "row number in the file (1 = first data row)" + (
+                "; the unnamed first column repeats or lacks values" if unnamed else "")
+    out = rest.copy()
+    out.insert(0, LEAD_ID, ids.to_numpy())
+    return out, source
+
+
+def duplicated_leads(frame: pd.DataFrame) -> pd.Series:
+    """True for every lead identical to an earlier one on all columns but its id (the first copy is False)."""
+    columns = [c for c in frame.columns if c != LEAD_ID]
+    return frame.duplicated(subset=columns, keep="first") if columns else pd.Series(False, index=frame.index)
 
 
 # --- CodePro leads ----------------------------------------------------------------------------
@@ -144,10 +207,12 @@ def validate_raw_leads(
     odd_referred = int((~numbers["referred_lead"].isin([0.0, 1.0]) & numbers["referred_lead"].notna()).sum())
     report.warn("referred_lead_not_binary", odd_referred, f"column 'referred_lead': {odd_referred} value(s) not 0/1")
     report.warn("no_city", int(df["city_mapped"].isna().all()) * len(df), "column 'city_mapped': empty in every row")
-    warn_extra_columns(report, df, LEADS_COLUMNS)
+    warn_extra_columns(report, df, (LEAD_ID, *LEADS_COLUMNS))
     warn_implausible_dates(report, created, "created_date", as_of, df.attrs.get(WRITTEN_AT))
-    duplicates = int(df.duplicated().sum())
-    report.warn("duplicate_rows", duplicates, f"{duplicates} exact duplicate row(s) (cleaning drops them)")
+    duplicates = int(duplicated_leads(df).sum())
+    report.warn("duplicate_rows", duplicates,
+                f"{duplicates} lead(s) identical to an earlier one but for the id (training keeps one copy; "
+                f"scoring scores and flags each)")
     for column, levels in (known_levels or {}).items():
         values = df[column].dropna()
         unseen = values[~values.isin(set(levels))]

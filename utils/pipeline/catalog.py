@@ -54,8 +54,9 @@ class Step:
 
 DATASETS: tuple[Dataset, ...] = (
     # 00_data
-    Dataset("leads_raw", "00_data", "data/leads_raw.parquet", "parquet", "labelled raw leads (45 columns)"),
-    Dataset("leads_new", "00_data", "data/leads_new.parquet", "parquet", "raw leads to score, without the target"),
+    Dataset("leads_raw", "00_data", "data/leads_raw.parquet", "parquet", "labelled raw leads: lead_id and the 45 columns"),
+    Dataset("leads_new", "00_data", "data/leads_new.parquet", "parquet",
+            "raw leads to score: lead_id and the 44 columns without the target"),
     Dataset("clv_customers", "00_data", "data/clv_customers.parquet", "parquet", "customers: signup, age, gender, country"),
     Dataset("clv_web_actions", "00_data", "data/clv_web_actions.parquet", "parquet", "customers' web actions"),
     Dataset("clv_campaigns", "00_data", "data/clv_campaigns.parquet", "parquet", "campaigns sent to customers"),
@@ -68,11 +69,10 @@ DATASETS: tuple[Dataset, ...] = (
     Dataset("clv_source", "00_data", "data/clv_source.json", "json",
             "where the customers came from: the generator and its parameters, or your files (sha256, rows)"),
     # 02_cleaning
-    Dataset("leads_clean", "02_cleaning", "data/leads_clean.parquet", "parquet", "clean labelled leads (model table)"),
-    Dataset("leads_new_clean", "02_cleaning", "data/leads_new_clean.parquet", "parquet",
-            "clean leads to score, with the training leads' levels"),
+    Dataset("leads_clean", "02_cleaning", "data/leads_clean.parquet", "parquet",
+            "the lead model's table: labelled raw leads, one copy of each (ids ignored), with lead_id"),
     Dataset("lead_cleaning_report", "02_cleaning", "data/lead_cleaning_report.json", "json",
-            "what cleaning changed, and the significant levels used"),
+            "duplicates dropped, and what the cleaning step does to the training part"),
     Dataset("clv_train", "02_cleaning", "data/clv_train.parquet", "parquet",
             "one row per customer with a full horizon: first-window features and clv_target"),
     Dataset("clv_score", "02_cleaning", "data/clv_score.parquet", "parquet",
@@ -103,14 +103,12 @@ STEPS: tuple[Step, ...] = (
     Step("01_eda", "plots of both data sets",
          ("leads_raw", "clv_customers", "clv_web_actions", "clv_campaigns", "clv_purchases")),
     Step("02_cleaning", "CodePro lead cleaning; CLV first-window features, target and GDP",
-         ("leads_raw", "leads_new", "clv_customers", "clv_web_actions", "clv_campaigns", "clv_purchases",
-          "clv_purchase_lines")),
+         ("leads_raw", "clv_customers", "clv_web_actions", "clv_campaigns", "clv_purchases", "clv_purchase_lines")),
     Step("03_lead_model", "lead scoring model, its read-outs and promotion gate", ("leads_clean", "leads_source")),
     Step("04_clv_model", "customer lifetime value models and promotion gate",
          ("clv_train", "clv_history", "clv_feature_report", "clv_source")),
     Step("05_scoring", "scoring new leads and customers, drift, dashboard",
-         ("leads_new_clean", "clv_score", "leads_clean", "clv_train", "lead_model", "clv_model", "raw_snapshot",
-          "clv_customers")),
+         ("leads_new", "clv_score", "lead_model", "clv_model", "raw_snapshot", "clv_customers")),
 )
 
 BY_NAME: dict[str, Dataset] = {d.name: d for d in DATASETS}

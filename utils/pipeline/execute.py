@@ -7,13 +7,13 @@ directly, so reuse, failure and promotion rules are tested in seconds.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
 from jupyter_client import AsyncKernelManager
-from nbclient.exceptions import DeadKernelError
 from traitlets import default
 
 from utils.core import paths
@@ -105,13 +105,22 @@ def kernel_manager_logging_to(log: Path) -> type[LoggedKernelManager]:
     return type("StepKernelManager", (LoggedKernelManager,), {"kernel_log": str(log)})
 
 
-def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bool = False) -> Path:
+def skip_iri_grammar() -> None:
+    """Keep jsonschema (imported by nbformat) from compiling rfc3987-syntax's grammar: a second or
+    two of CPU at every start, for the "iri" string formats that no notebook schema uses."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # None in sys.modules: `import` raises ImportError
+
+
+def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bool = False, html: bool = True) -> Path:
     """Execute the step's notebook with papermill into ``<run>/notebooks/<step>.ipynb`` (and ``.html``).
 
     The kernel process's own output goes to ``<run>/logs/<step>.kernel.log``.
     """
+    skip_iri_grammar()
     # papermill and nbconvert are only needed to execute notebooks, not inside one: imported here.
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     kernel_environment()
@@ -140,7 +149,7 @@ def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bo
             out,
         ) from None
     finally:
-        if out.exists():
+        if html and out.exists():
             export_html(out)
     return out
 
@@ -156,9 +165,16 @@ def export_html(notebook: Path) -> Path:
 
 
 class PapermillExecutor:
-    """The real executor: one notebook kernel per step, its peak memory sampled."""
+    """The real executor: one notebook kernel per step, its peak memory sampled.
+
+    ``html=False`` keeps the executed notebook without its HTML copy (the scoring job: the
+    export costs seconds, and the job's dashboard is its report).
+    """
+
+    def __init__(self, html: bool = True):
+        self.html = html
 
     def execute(self, step: Step, run: Path, parameters: dict[str, Any], progress: bool) -> float | None:
         with PeakMemory() as memory:
-            run_notebook(step, run, parameters, progress)
+            run_notebook(step, run, parameters, progress, self.html)
         return round(memory.peak / 1e6, 1)

@@ -133,12 +133,12 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def update_latest(run: Path, latest: Path | None = None) -> None:
-    """Point outputs/latest at run, atomically (a symlink swapped with rename)."""
+    """Point outputs/latest (or ``latest``) at run, atomically (a relative symlink swapped with rename)."""
     latest = latest or paths.LATEST_LINK
-    tmp = latest.with_name(f".latest.{os.getpid()}")
+    tmp = latest.with_name(f".{latest.name}.{os.getpid()}")
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
-    tmp.symlink_to(Path("runs") / run.name)
+    tmp.symlink_to(os.path.relpath(Path(run).resolve(), latest.parent.resolve()))
     os.replace(tmp, latest)
 
 

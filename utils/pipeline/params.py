@@ -41,8 +41,8 @@ import yaml
 
 from utils.core import paths
 
-# Set by run_all.py for each notebook, never by params files.
-RUNNER_PARAMETERS = ("run_dir", "mlflow_run_id")
+# Set by run_all.py for each notebook (and by its scoring job), never by params files.
+RUNNER_PARAMETERS = ("run_dir", "mlflow_run_id", "scoring_job")
 BASE_PROFILE = "base"
 DEFAULT_PROFILE = "default"
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}

@@ -60,11 +60,11 @@ def check_inputs(params: dict[str, Any]) -> list[ContractReport]:
     leads = None
     if params.get("leads_path"):
         source = str(paths.resolve_input(params["leads_path"]))
-        leads = leads_schema.read_leads(source, dates=lead_dates, sep=sep)
+        leads = leads_schema.read_leads(source, dates=lead_dates, sep=sep, lead_id_col=params.get("lead_id_col", ""))
         reports.append(leads_schema.validate_raw_leads(leads, source))
     if params.get("new_leads_path"):
         source = str(paths.resolve_input(params["new_leads_path"]))
-        new_leads = leads_schema.read_leads(source, dates=lead_dates, sep=sep)
+        new_leads = leads_schema.read_leads(source, dates=lead_dates, sep=sep, lead_id_col=params.get("lead_id_col", ""))
         new_leads = new_leads.drop(columns=[leads_schema.LEADS_TARGET], errors="ignore")
         known = leads_schema.leads_levels(leads) if leads is not None else None
         reports.append(leads_schema.validate_raw_leads(new_leads, source, require_target=False, known_levels=known))

@@ -278,7 +278,22 @@ def finish_run(state: RunState, tracker: Tracker | None = None, registry: promot
         say(f"    {name}: {model['outcome']}")
         if model.get("scores_from"):
             say(f"        this run's scores: {model['scores_from']}")
+    for line in drift_lines(metrics):
+        say(line)
     return run
+
+
+DRIFT_STATUS = {1.0: "warn", 2.0: "FAIL"}
+
+
+def drift_lines(metrics: dict[str, float]) -> list[str]:
+    """What 05 found about drift, for the terminal: a run reports drift and goes on, so it must be said."""
+    found = [f"{key.removeprefix('scoring.drift_status_')} {DRIFT_STATUS[value]}" for key, value in sorted(metrics.items())
+             if key.startswith("scoring.drift_status_") and value in DRIFT_STATUS]
+    if not found:
+        return []
+    return [f"    drift: {', '.join(found)}: the new data differ from the training data; see the banner of "
+            f"dashboard.html and tables/drift_*.csv before acting on the scores"]
 
 
 def check_user_inputs(resolved: dict[str, dict[str, Any]]) -> None:

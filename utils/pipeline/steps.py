@@ -137,10 +137,11 @@ class StepContext:
                 "git_commit": git.get("commit"), "git_dirty": git.get("dirty"), "interactive": self.interactive,
                 "mlflow_run_id": self.mlflow_run_id}
 
-    def serving_model_uri(self, dataset: str) -> str:
-        """The version this run serves for a gate dataset it reads: the one its gate chose, else the champion."""
+    def serving_model_uri(self, dataset: str, override: str = "") -> str:
+        """The model version to score with for a gate dataset this step reads: ``override`` when given
+        (the scoring job pins one), else the version this run's gate chose, else the champion."""
         ds = self._declared(dataset, writing=False)
-        return registry.serving_model_uri(ds.model, ds.location(self.run))
+        return override or registry.serving_model_uri(ds.model, ds.location(self.run))
 
     def serving_note(self, dataset: str) -> str:
         """Which version this run serves for a gate dataset it reads, why, and its score on the run's holdout."""

@@ -22,8 +22,11 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from utils.core.contracts import DataContractError
-from utils.scoring import summaries
+from utils.scoring import monitoring, summaries
 from utils.scoring.predict import PROVENANCE_COLUMNS, SIDE_FILE_PROVENANCE
+
+ID_COLUMNS = ("lead_id", "customer_id")
+DATE_FORMAT = "%Y-%m-%d %H:%M"
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 TOP_LEADS_ID = "top-leads"
@@ -225,28 +228,31 @@ def decile_figure(deciles: pd.DataFrame):
     return fig
 
 
-def drift_figure(drift: dict[str, pd.DataFrame], psi_warn: float, psi_fail: float, top: int = 20):
-    """PSI of the ``top`` most drifted features (all of them are in the table below the charts)."""
+def drift_figure(drift: dict[str, pd.DataFrame], top: int = 20):
+    """PSI of the ``top`` features nearest their fail level, with that level (all are in the table below the charts)."""
     colours = {"ok": "#2f9e77", "warn": "#d97706", "fail": "#dc2626"}
     rows = pd.concat(
         [t.assign(label=name + "." + t["feature"].astype(str)) for name, t in drift.items()], ignore_index=True
     )
-    rows = rows.nlargest(top, "psi").sort_values("psi")
+    rows = rows.assign(ratio=rows["psi"] / rows["fail_at"]).nlargest(top, "ratio").sort_values("ratio")
     fig = go.Figure(
         go.Bar(
             x=rows["psi"],
             y=rows["label"],
             orientation="h",
+            name="PSI",
             marker_color=[colours[s] for s in rows["status"]],
             hovertemplate="%{y}: PSI %{x:.3f}<extra></extra>",
         )
     )
-    fig.add_vline(x=psi_warn, line_dash="dash", line_color=colours["warn"], annotation_text=f"warn {psi_warn:g}")
-    fig.add_vline(x=psi_fail, line_dash="dash", line_color=colours["fail"], annotation_text=f"fail {psi_fail:g}")
+    fig.add_trace(go.Scatter(x=rows["fail_at"], y=rows["label"], mode="markers", name="fail level (this batch size)",
+                             marker={"symbol": "line-ns-open", "size": 14, "color": colours["fail"]},
+                             hovertemplate="%{y}: fails above %{x:.3f}<extra></extra>"))
     fig.update_layout(
-        title=f"Drift vs training data (PSI, {len(rows)} largest)",
+        title=f"Drift vs training data (PSI, {len(rows)} nearest their fail level)",
         xaxis_title="PSI (unitless)",
         height=max(380, 22 * len(rows) + 120),
+        legend={"orientation": "h", "y": -0.15},
     )
     return fig
 
@@ -254,7 +260,11 @@ def drift_figure(drift: dict[str, pd.DataFrame], psi_warn: float, psi_fail: floa
 def top_leads_payload(leads: pd.DataFrame, columns: list[str], score_column: str, top_n: int) -> dict:
     """The top ``top_n`` leads by score as JSON-ready columns and rows for the inline table."""
     top = leads.sort_values(score_column, ascending=False, kind="stable").head(top_n)[columns].reset_index(drop=True)
-    numeric = [bool(pd.api.types.is_numeric_dtype(top[c]) and not pd.api.types.is_bool_dtype(top[c])) for c in columns]
+    for column in columns:
+        if pd.api.types.is_datetime64_any_dtype(top[column]):  # "2022-02-15 10:31", not ISO with milliseconds
+            top[column] = top[column].dt.strftime(DATE_FORMAT)
+    numeric = [bool(pd.api.types.is_numeric_dtype(top[c]) and not pd.api.types.is_bool_dtype(top[c])
+                    and c not in ID_COLUMNS) for c in columns]
     decimals = [3 if c == score_column else _decimals(top[c]) for c in columns]
     rows = json.loads(top.to_json(orient="values", date_format="iso", double_precision=6))
     return {
@@ -325,7 +335,7 @@ def data_hash_table(data_hashes: dict[str, dict]) -> pd.DataFrame:
 
 def build_dashboard(
     leads: pd.DataFrame,
-    customers: pd.DataFrame,
+    customers: pd.DataFrame | None,
     provenance: dict,
     *,
     score_column: str = "p_app_complete",
@@ -336,8 +346,7 @@ def build_dashboard(
     table_columns: list[str] | None = None,
     group_columns: tuple[str, ...] = ("country",),
     drift: dict[str, pd.DataFrame] | None = None,
-    psi_warn: float = 0.1,
-    psi_fail: float = 0.25,
+    drift_note: str = "",
     data_hashes: dict[str, dict] | None = None,
     title: str = "lead2value · scoring dashboard",
     subtitle: str = "",
@@ -345,30 +354,34 @@ def build_dashboard(
     """The dashboard as one HTML string (write it with :func:`write_dashboard`).
 
     A junk lead is one scored below ``junk_threshold``: the model gives it
-    almost no chance to complete an application.
+    almost no chance to complete an application. ``customers=None`` (a scoring job
+    given leads only) leaves the lifetime-value charts out. Drift past a warn or fail
+    level opens the page with a banner; ``drift_note`` says what follows from it.
     """
-    for frame, column, name in (
-        (leads, score_column, "<scored leads>"),
-        (customers, value_column, "<scored customers>"),
-    ):
+    frames = [(leads, score_column, "<scored leads>")]
+    if customers is not None:
+        frames.append((customers, value_column, "<scored customers>"))
+    for frame, column, name in frames:
         if column not in frame.columns:
             raise DataContractError(name, column, "missing: the dashboard needs it")
     scores = leads[score_column].to_numpy(dtype="float64")
-    values = customers[value_column].to_numpy(dtype="float64")
     bands = summaries.band_summary(scores)
-    deciles = summaries.decile_summary(values)
     charts = [
         _figure_html(score_distribution_figure(scores, decision_threshold, junk_threshold), "score-distribution"),
         _figure_html(score_band_figure(bands), "score-bands"),
-        _figure_html(decile_figure(deciles), "clv-deciles"),
     ]
-    charts += [
-        _figure_html(group_value_figure(summaries.group_summary(customers, g, value_column), g), f"clv-by-{g}")
-        for g in group_columns
-        if g in customers.columns
-    ]
+    values = deciles = None
+    if customers is not None:
+        values = customers[value_column].to_numpy(dtype="float64")
+        deciles = summaries.decile_summary(values)
+        charts.append(_figure_html(decile_figure(deciles), "clv-deciles"))
+        charts += [
+            _figure_html(group_value_figure(summaries.group_summary(customers, g, value_column), g), f"clv-by-{g}")
+            for g in group_columns
+            if g in customers.columns
+        ]
     if drift:
-        charts.append(_figure_html(drift_figure(drift, psi_warn, psi_fail), "drift"))
+        charts.append(_figure_html(drift_figure(drift), "drift"))
     payload = top_leads_payload(leads, table_columns or default_table_columns(leads, score_column), score_column, top_n)
     # Escaped so no value from the data can close the script element or open a comment in it.
     payload_json = json.dumps(payload).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -378,6 +391,7 @@ def build_dashboard(
 <title>{html.escape(title)}</title><style>{_CSS}</style>
 <script>{get_plotlyjs()}</script></head>
 <body><header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header><main>
+{monitoring.drift_banner_html(drift, drift_note) if drift else ""}
 <div class="kpis">{_kpi_cards(scores, values, deciles, decision_threshold, junk_threshold)}</div>
 <div class="grid">{"".join(f'<section class="card">{c}</section>' for c in charts)}</div>
 <section class="card"><h2>Leads by score band</h2>{_html_table(_band_display(bands))}</section>
@@ -395,21 +409,24 @@ def build_dashboard(
 
 
 def _kpi_cards(
-    scores: np.ndarray, values: np.ndarray, deciles: pd.DataFrame, decision_threshold: float, junk_threshold: float
+    scores: np.ndarray, values: np.ndarray | None, deciles: pd.DataFrame | None, decision_threshold: float,
+    junk_threshold: float
 ) -> str:
     junk_share = float(np.mean(scores < junk_threshold)) if len(scores) else 0.0
     above = float(np.mean(scores >= decision_threshold)) if len(scores) else 0.0
-    return "".join(
-        [
-            _kpi("leads scored", f"{len(scores):,}"),
-            _kpi(f"share at or above threshold {decision_threshold:g}", f"{above:.1%}"),
-            _kpi("expected application completions", f"{scores.sum():,.0f}"),
-            _kpi(f"junk leads (score < {junk_threshold:g})", f"{junk_share:.1%}", alert=junk_share > 0.5),
+    cards = [
+        _kpi("leads scored", f"{len(scores):,}"),
+        _kpi(f"share at or above threshold {decision_threshold:g}", f"{above:.1%}"),
+        _kpi("expected application completions", f"{scores.sum():,.0f}"),
+        _kpi(f"junk leads (score < {junk_threshold:g})", f"{junk_share:.1%}", alert=junk_share > 0.5),
+    ]
+    if values is not None:
+        cards += [
             _kpi("customers scored", f"{len(values):,}"),
             _kpi("total predicted CLV", f"{values.sum():,.0f}"),
-            _kpi("value share of top CLV decile", f"{deciles['share_of_value'].iloc[-1]:.1%}"),
+            _kpi("value share of top CLV decile", f"{deciles['share_of_value'].iloc[-1]:.1%}" if len(values) else "-"),
         ]
-    )
+    return "".join(cards)
 
 
 def _band_display(bands: pd.DataFrame) -> pd.DataFrame:
@@ -443,21 +460,33 @@ def customer_segments(customers: pd.DataFrame, source: pd.DataFrame | None, key:
 
 
 def default_table_columns(leads: pd.DataFrame, score_column: str) -> list[str]:
-    """The score first, then the lead's own columns (provenance columns are in their own table)."""
-    skip = set(PROVENANCE_COLUMNS) | set(SIDE_FILE_PROVENANCE) | {score_column}
-    return [score_column] + [c for c in leads.columns if c not in skip][:8]
+    """The lead's id first (whom to call), the score, then the lead's own columns (provenance has its own table)."""
+    ids = [c for c in ID_COLUMNS if c in leads.columns][:1]
+    skip = set(PROVENANCE_COLUMNS) | set(SIDE_FILE_PROVENANCE) | {score_column, *ids}
+    return [*ids, score_column] + [c for c in leads.columns if c not in skip][:8]
 
 
 def _drift_table(drift: dict[str, pd.DataFrame]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(r.feature))}</td><td>{r.kind}</td>"
-        f'<td class="num">{r.psi:.3f}</td><td class="num">{r.unseen_share:.1%}</td>'
-        f'<td class="status-{r.status}">{r.status}</td></tr>'
+        f'<td class="num">{r.psi:.3f}</td><td class="num">{r.warn_at:.3f}</td><td class="num">{r.fail_at:.3f}</td>'
+        f'<td class="num">{r.unseen_share:.1%}</td><td class="status-{r.status}">{r.status}</td></tr>'
         for name, table in drift.items()
         for r in table.itertuples()
     )
     return (
-        '<section class="card"><h2>Drift per feature</h2><div class="scroll"><table><thead><tr><th>table</th>'
-        "<th>feature</th><th>kind</th><th>PSI</th><th>unseen levels</th><th>status</th></tr></thead>"
+        '<section class="card"><h2>Drift per feature</h2><p>Warn and fail levels: the usual PSI rules of thumb, '
+        "raised for small batches to what a batch of this size drawn from the training data itself would show "
+        "(see 05_scoring).</p><div class=\"scroll\"><table><thead><tr><th>table</th>"
+        "<th>feature</th><th>kind</th><th>PSI</th><th>warn above</th><th>fail above</th><th>unseen levels</th>"
+        "<th>status</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></div></section>"
     )
+
+
+def write_dashboard(page: str, path: str | Path) -> Path:
+    """Write the page built by :func:`build_dashboard` (UTF-8; the folder is created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

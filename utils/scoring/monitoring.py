@@ -1,11 +1,24 @@
-"""Drift monitoring: population stability index (PSI) of features and scores, and its history.
+"""Drift monitoring: the population stability index (PSI) of every model input and of the score,
+judged against the noise a batch of that size shows anyway; and its history over scoring runs.
 
-PSI compares the share of rows in each bin between a reference (the training
-data) and the current data: sum over bins of (current - reference) * ln(current / reference).
-Numeric features are binned at the training quantiles, categorical ones by
-level (levels under 1% of the training rows pooled), with one extra bin for
-levels the training data never had. Rules of
-thumb: below 0.1 stable, 0.1-0.25 worth a look, above 0.25 a real shift.
+PSI compares the share of rows per bin between the training part (the reference logged
+with the model, :mod:`utils.core.drift`) and the new rows: the sum over bins of
+(new - reference) * ln(new / reference). The usual rules of thumb (0.1 worth a look,
+0.25 a real shift) assume thousands of rows: a batch of 30 leads drawn from the training
+rows themselves has empty bins, and each empty bin alone adds about 0.3.
+
+So a column's levels come from simulation: ``draws`` batches of the same size are drawn
+from the reference bins (multinomial samples) and each column's PSI computed. A column fails
+above ``max(psi_fail + bias, noise)``: ``bias`` is the mean PSI of these simulated batches
+(a batch of n rows overstates the PSI of the population it comes from by about that much,
+and the rules of thumb are about populations), ``noise`` a high quantile of them.
+Warnings alike, with ``psi_warn`` and a lower quantile. The quantile is corrected for looking at
+many columns at once: it is raised until at most ``alpha`` of the simulated batches would
+cross any column's level (a family-wise rate, calibrated on the same simulated batches;
+columns that hardly vary, such as interaction flags that are almost always empty, cost
+little of it). For large batches the noise is tiny and the rule-of-thumb levels apply; for
+small ones only a large shift fails. The simulation treats columns as independent; real
+columns move together, which makes a false alarm rarer, not more frequent.
 """
 
 from __future__ import annotations
@@ -18,166 +31,131 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from utils.core import drift
 from utils.core.contracts import DataContractError
 
 # A share of 0 would make ln() infinite; this floor keeps one empty bin from dominating.
 SHARE_FLOOR = 1e-4
-MISSING = "<missing>"
-UNSEEN = "<unseen>"
-RARE = "<rare>"
-# Training levels below this share are pooled into one bin (see psi_categorical).
-RARE_SHARE = 0.01
 STATUS_ORDER = ("ok", "warn", "fail")
+TABLE_COLUMNS = ["feature", "kind", "psi", "unseen_share", "warn_at", "fail_at", "status"]
 
 
-class DriftError(RuntimeError):
-    """Input or score drift past the fail threshold: scores on this data are not to be trusted."""
-
-
-def psi_from_shares(reference_share: np.ndarray, current_share: np.ndarray) -> float:
+def psi_from_shares(reference_share: np.ndarray, current_share: np.ndarray) -> np.ndarray | float:
+    """PSI of one share vector (a float) or of each row of a matrix of share vectors."""
     ref = np.clip(np.asarray(reference_share, dtype="float64"), SHARE_FLOOR, None)
     cur = np.clip(np.asarray(current_share, dtype="float64"), SHARE_FLOOR, None)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
+    values = np.sum((cur - ref) * np.log(cur / ref), axis=-1)
+    return float(values) if np.ndim(values) == 0 else values
 
 
-def quantile_edges(reference: pd.Series, n_bins: int = 10) -> np.ndarray:
-    """Inner bin edges at the reference quantiles, duplicates dropped (few distinct values -> fewer bins)."""
-    if n_bins < 2:
-        raise ValueError(f"n_bins must be at least 2, got {n_bins}")
-    values = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype="float64")
-    if values.size == 0:
-        return np.array([], dtype="float64")
-    # "lower" keeps edges on observed values, so a feature with a few levels gets one bin per level.
-    return np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)[1:-1], method="lower"))
+def column_psi(spec: dict, series: pd.Series) -> float:
+    """PSI of one new column against its reference bins (0 for an empty column)."""
+    if len(series) == 0:
+        return 0.0
+    return psi_from_shares(spec["shares"], drift.bin_counts(spec, series) / len(series))
 
 
-def _numeric_shares(series: pd.Series, edges: np.ndarray) -> np.ndarray:
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64")
-    missing = np.isnan(values)
-    # Right-closed bins: (-inf, e1], (e1, e2], ..., (ek, inf); missing values get a bin of their own.
-    bins = np.searchsorted(edges, values[~missing], side="left")
-    counts = np.bincount(bins, minlength=len(edges) + 1).astype("float64")
-    counts = np.append(counts, missing.sum())
-    return counts / max(len(values), 1)
+def null_psi(shares: list[float] | np.ndarray, rows: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """PSI of ``draws`` batches of ``rows`` rows drawn from the reference bins themselves."""
+    p = np.clip(np.asarray(shares, dtype="float64"), 0.0, None)
+    p = p / p.sum()
+    counts = rng.multinomial(rows, p, size=draws)
+    return psi_from_shares(p, counts / rows)
 
 
-def psi_numeric(reference: pd.Series, current: pd.Series, n_bins: int = 10) -> float:
-    """PSI of a numeric feature binned at the reference quantiles."""
-    edges = quantile_edges(reference, n_bins)
-    return psi_from_shares(_numeric_shares(reference, edges), _numeric_shares(current, edges))
+def familywise_quantile(nulls: np.ndarray, alpha: float) -> tuple[float, np.ndarray]:
+    """(per-column tail share, per-column level) such that at most ``alpha`` of the simulated
+    batches (the columns of ``nulls``, one row per feature) exceed any feature's level.
 
-
-def _levels(series: pd.Series) -> pd.Series:
-    return series.astype("object").where(series.notna(), MISSING).astype(str)
-
-
-def psi_categorical(reference: pd.Series, current: pd.Series, rare_share: float = RARE_SHARE) -> tuple[float, float]:
-    """PSI by level and the share of current rows whose level the reference never had.
-
-    Two guards against sampling noise in long-tailed features (hundreds of cities):
-    levels seen only once in the reference go to the unseen bin on both sides, so
-    the reference's unseen share is its Good-Turing estimate of how often new
-    levels turn up; other levels rarer than ``rare_share`` share one bin. A
-    short-tailed feature has no one-off levels, so any unseen level weighs fully.
+    Tries tail shares from ``alpha`` down (a geometric grid to one simulated batch) and keeps
+    the largest that holds the family-wise rate; Bonferroni (``alpha`` / features) is its
+    worst case, reached only when every feature is as noisy as the noisiest.
     """
-    ref_levels, cur_levels = _levels(reference), _levels(current)
-    counts = ref_levels.value_counts()
-    never_seen = ~cur_levels.isin(set(counts.index))
-    one_off = set(counts.index[counts == 1])
-    rare = set(counts.index[(counts > 1) & (counts / max(len(ref_levels), 1) < rare_share)])
-    binned = []
-    for levels in (ref_levels, cur_levels):
-        levels = levels.where(~levels.isin(one_off) & levels.isin(set(counts.index)), UNSEEN)
-        binned.append(levels.where(~levels.isin(rare), RARE) if len(rare) > 1 else levels)
-    categories = [*sorted(set(binned[0]) - {UNSEEN}), UNSEEN]
-    ref_share, cur_share = (b.value_counts(normalize=True).reindex(categories, fill_value=0.0) for b in binned)
-    return psi_from_shares(ref_share.to_numpy(), cur_share.to_numpy()), float(never_seen.mean()) if len(
-        cur_levels
-    ) else 0.0
+    features, draws = nulls.shape
+    ordered = np.sort(nulls, axis=1)
+    for tail in np.geomspace(alpha, 1.0 / draws, 40):
+        position = min(int(np.ceil((1 - tail) * draws)), draws - 1)
+        levels = ordered[:, position]
+        if np.mean((nulls > levels[:, None]).any(axis=0)) <= alpha:
+            return float(tail), levels
+    return 1.0 / draws, ordered[:, -1]
 
 
-def is_numeric_feature(series: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-
-
-def drift_status(psi: float, psi_warn: float, psi_fail: float) -> str:
+def drift_thresholds(reference: dict, rows: int, psi_warn: float = 0.1, psi_fail: float = 0.25,
+                     alpha_warn: float = 0.05, alpha_fail: float = 0.01, draws: int = 10_000,
+                     seed: int = 0) -> pd.DataFrame:
+    """Per reference column: the noise levels of a ``rows``-row batch and the warn and fail levels in use."""
     if not 0 <= psi_warn <= psi_fail:
         raise ValueError(f"thresholds must satisfy 0 <= psi_warn <= psi_fail, got {psi_warn}, {psi_fail}")
-    return "fail" if psi > psi_fail else "warn" if psi > psi_warn else "ok"
+    if not 0 < alpha_fail <= alpha_warn < 1:
+        raise ValueError(f"false-alarm rates must satisfy 0 < alpha_fail <= alpha_warn < 1, "
+                         f"got {alpha_fail}, {alpha_warn}")
+    if draws < 100:
+        raise ValueError(f"draws must be at least 100, got {draws}")
+    columns = reference["columns"]
+    table = pd.DataFrame({"feature": list(columns), "kind": [spec["kind"] for spec in columns.values()]})
+    if rows <= 0 or not columns:
+        return table.assign(bias=0.0, noise_warn=0.0, noise_fail=0.0, warn_at=psi_warn, fail_at=psi_fail)
+    rng = np.random.default_rng(seed)
+    nulls = np.vstack([null_psi(spec["shares"], rows, draws, rng) for spec in columns.values()])
+    bias = nulls.mean(axis=1)
+    _, noise_warn = familywise_quantile(nulls, alpha_warn)
+    _, noise_fail = familywise_quantile(nulls, alpha_fail)
+    return table.assign(bias=bias, noise_warn=noise_warn, noise_fail=noise_fail,
+                        warn_at=np.maximum(psi_warn + bias, noise_warn), fail_at=np.maximum(psi_fail + bias, noise_fail))
 
 
-def psi_table(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    columns: list[str] | None = None,
-    n_bins: int = 10,
-    psi_warn: float = 0.1,
-    psi_fail: float = 0.25,
-    file: str = "<current>",
-) -> pd.DataFrame:
-    """One row per feature: kind, PSI, share of unseen levels, status; worst first."""
-    columns = list(reference.columns) if columns is None else list(columns)
+def drift_table(reference: dict, current: pd.DataFrame, thresholds: pd.DataFrame, file: str = "<current>",
+                ) -> pd.DataFrame:
+    """One row per reference column: PSI, share of unseen levels, its levels and status; worst first."""
     rows = []
-    for column in columns:
-        for frame, name in ((reference, "<reference>"), (current, file)):
-            if column not in frame.columns:
-                raise DataContractError(name, column, "missing: cannot compute its drift")
-        if is_numeric_feature(reference[column]) and is_numeric_feature(current[column]):
-            kind, value, unseen = "numeric", psi_numeric(reference[column], current[column], n_bins), 0.0
-        else:
-            kind = "categorical"
-            value, unseen = psi_categorical(reference[column], current[column])
-        rows.append(
-            {
-                "feature": column,
-                "kind": kind,
-                "psi": value,
-                "unseen_share": unseen,
-                "status": drift_status(value, psi_warn, psi_fail),
-            }
-        )
-    table = pd.DataFrame(rows, columns=["feature", "kind", "psi", "unseen_share", "status"])
-    return table.sort_values(["psi", "feature"], ascending=[False, True], ignore_index=True)
+    levels = thresholds.set_index("feature")
+    for column, spec in reference["columns"].items():
+        if column not in current.columns:
+            raise DataContractError(file, column, "missing: cannot compute its drift")
+        value = column_psi(spec, current[column])
+        warn_at, fail_at = float(levels.loc[column, "warn_at"]), float(levels.loc[column, "fail_at"])
+        rows.append({"feature": column, "kind": spec["kind"], "psi": value,
+                     "unseen_share": drift.unseen_share(spec, current[column]), "warn_at": warn_at,
+                     "fail_at": fail_at, "status": "fail" if value > fail_at else "warn" if value > warn_at else "ok"})
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    order = table["status"].map(STATUS_ORDER.index)
+    return table.assign(_order=order).sort_values(["_order", "psi", "feature"], ascending=[False, False, True],
+                                                  ignore_index=True).drop(columns="_order")
 
 
-def worst_status(table: pd.DataFrame) -> str:
-    if table.empty:
-        return "ok"
-    return max(table["status"], key=STATUS_ORDER.index)
+def worst_status(tables: dict[str, pd.DataFrame] | pd.DataFrame) -> str:
+    """The worst status of one drift table, or of several."""
+    frames = tables.values() if isinstance(tables, dict) else [tables]
+    statuses = [s for frame in frames for s in frame["status"]]
+    return max(statuses, key=STATUS_ORDER.index) if statuses else "ok"
 
 
-def check_drift(tables: dict[str, pd.DataFrame]) -> None:
-    """Raise :class:`DriftError` naming every feature past the fail threshold."""
-    failed = [
-        f"{name}.{row.feature} (PSI {row.psi:.3f})"
-        for name, table in tables.items()
-        for row in table.itertuples()
-        if row.status == "fail"
-    ]
-    if failed:
-        raise DriftError(
-            "drift past the fail threshold: "
-            + ", ".join(failed)
-            + ". The new data no longer looks like the training data: investigate before trusting these scores."
-        )
+def failures(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """``table.feature (PSI x above y)`` for every column past its fail level."""
+    return [f"{name}.{row.feature} (PSI {row.psi:.3f} > {row.fail_at:.3f})"
+            for name, table in tables.items() for row in table.itertuples() if row.status == "fail"]
 
 
-def drift_banner_html(tables: dict[str, pd.DataFrame], psi_warn: float, psi_fail: float) -> str:
-    """A prominent coloured box listing drifting features, or "" when everything is stable."""
+def drift_banner_html(tables: dict[str, pd.DataFrame], consequence: str = "") -> str:
+    """A prominent coloured box listing drifting columns and what follows from it, or "" when all is stable."""
     flagged = [(name, row) for name, table in tables.items() for row in table.itertuples() if row.status != "ok"]
     if not flagged:
         return ""
     worst = "fail" if any(row.status == "fail" for _, row in flagged) else "warn"
     colour = {"warn": "#b45309", "fail": "#b91c1c"}[worst]
     items = "".join(
-        f"<li><b>{html.escape(name)}.{html.escape(str(row.feature))}</b>: PSI {row.psi:.3f} ({row.status})</li>"
+        f"<li><b>{html.escape(name)}.{html.escape(str(row.feature))}</b>: PSI {row.psi:.3f} "
+        f"({row.status}: warn above {row.warn_at:.3f}, fail above {row.fail_at:.3f})</li>"
         for name, row in flagged
     )
+    title = "Drift FAILURE: the new data do not look like the training data" if worst == "fail" else \
+        "Drift WARNING: some inputs moved"
+    note = f"<p>{html.escape(consequence)}</p>" if consequence else ""
     return (
         f'<div style="border:3px solid {colour};background:#fff7ed;padding:12px;margin:8px 0;'
-        f'font-size:15px"><div style="color:{colour};font-weight:bold;font-size:18px">'
-        f"Drift {'FAILURE' if worst == 'fail' else 'WARNING'}: PSI above "
-        f"{psi_fail if worst == 'fail' else psi_warn}</div><ul>{items}</ul></div>"
+        f'font-size:15px"><div style="color:{colour};font-weight:bold;font-size:18px">{title}</div>'
+        f"{note}<ul>{items}</ul></div>"
     )
 
 
@@ -187,11 +165,12 @@ def drift_banner_html(tables: dict[str, pd.DataFrame], psi_warn: float, psi_fail
 def history_row(
     run_label: str, tables: dict[str, pd.DataFrame], recorded_at: datetime | None = None, **extra: float
 ) -> dict:
-    """One line of drift history: max PSI and status per table, then every feature's PSI."""
+    """One line of drift history: per table its max PSI, its max PSI relative to the fail level, status; then every PSI."""
     when = recorded_at or datetime.now(UTC)
     row: dict = {"run": run_label, "recorded_at": when.isoformat(timespec="seconds")}
     for name, table in tables.items():
         row[f"{name}.psi_max"] = float(table["psi"].max()) if len(table) else 0.0
+        row[f"{name}.fail_ratio_max"] = float((table["psi"] / table["fail_at"]).max()) if len(table) else 0.0
         row[f"{name}.status"] = worst_status(table)
     row.update(extra)
     for name, table in tables.items():
@@ -222,37 +201,42 @@ def append_history(history_path: Path | str, row: dict) -> pd.DataFrame:
     return history
 
 
-def plot_drift_history(history: pd.DataFrame, psi_warn: float, psi_fail: float, columns: list[str] | None = None):
-    """Line chart of PSI over runs (oldest left) with the warn and fail thresholds."""
-    columns = columns or [c for c in history.columns if c.endswith((".psi_max", ".psi_score"))]
+def plot_drift_history(history: pd.DataFrame, columns: list[str] | None = None):
+    """Each table's worst PSI relative to its fail level, over runs (oldest left); 1 is the fail line.
+
+    Relative, because the fail level depends on each run's batch size.
+    """
+    columns = columns or [c for c in history.columns if c.endswith(".fail_ratio_max")]
     if not columns:
-        raise ValueError("drift history has no PSI column to plot")
+        raise ValueError("drift history has no '<table>.fail_ratio_max' column to plot")
     fig, ax = plt.subplots(figsize=(8, 4))
     runs = np.arange(1, len(history) + 1)
     for column in columns:
-        ax.plot(runs, pd.to_numeric(history[column], errors="coerce"), marker="o", label=column)
-    ax.axhline(psi_warn, color="#d97706", linestyle="--", label=f"warn ({psi_warn})")
-    ax.axhline(psi_fail, color="#dc2626", linestyle="--", label=f"fail ({psi_fail})")
-    ax.set_title("Population stability index over scoring runs")
+        ax.plot(runs, pd.to_numeric(history[column], errors="coerce"), marker="o",
+                label=column.removesuffix(".fail_ratio_max"))
+    ax.axhline(1.0, color="#dc2626", linestyle="--", label="fail level")
+    ax.set_title("Worst drift per scoring run, relative to its fail level")
     ax.set_xlabel("scoring run (oldest to newest)")
-    ax.set_ylabel("PSI (unitless)")
+    ax.set_ylabel("max over columns of PSI / fail level (unitless)")
     ax.set_xticks(runs)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
 
-def plot_score_shift(reference: pd.Series, current: pd.Series, title: str, xlabel: str, bins: int = 30):
-    """Overlaid density histograms of a score on the training data and on the new data."""
-    reference = pd.to_numeric(reference, errors="coerce").dropna()
-    current = pd.to_numeric(current, errors="coerce").dropna()
-    edges = np.histogram_bin_edges(np.r_[reference.to_numpy(), current.to_numpy()], bins=bins)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.hist(reference, bins=edges, density=True, alpha=0.5, label=f"training ({len(reference):,})")
-    ax.hist(current, bins=edges, density=True, alpha=0.5, label=f"new ({len(current):,})")
+def plot_binned_shift(spec: dict, current: pd.Series, title: str, xlabel: str):
+    """Share of training rows and of new rows per reference bin (e.g. of the score), side by side."""
+    labels = spec["labels"]
+    new = drift.bin_counts(spec, current) / max(len(current), 1)
+    keep = (np.asarray(spec["shares"]) > 0) | (new > 0)
+    positions = np.arange(int(keep.sum()))
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    ax.bar(positions - 0.2, np.asarray(spec["shares"])[keep], width=0.4, label="training part")
+    ax.bar(positions + 0.2, new[keep], width=0.4, label=f"new ({len(current):,})")
+    ax.set_xticks(positions, [label for label, k in zip(labels, keep) if k], rotation=45, ha="right", fontsize=8)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("density (share per unit)")
+    ax.set_ylabel("share of rows")
     ax.legend()
     fig.tight_layout()
     return fig

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -21,20 +22,26 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from utils.core.contracts import DataContractError, require_columns
+from utils.core.files import read_json
 from utils.core.hashing import sha256_file
+from utils.core.tracking import DRIFT_REFERENCE_FILE
 from utils.scoring import spark as spark_engine
 
 # Per row only the model's name: its version and run id change with every registration, so they
 # live in the side file (scoring_provenance.json) and equal scores stay byte-identical across runs.
 PROVENANCE_COLUMNS = ("model_name",)
 SIDE_FILE_PROVENANCE = ("model_version", "model_run_id")
-UNSEEN_LABEL = "others"
 # Never model inputs: what a model without a signature is not fed.
-NOT_FEATURES = ("customer_id", "ref_date", "created_date", "app_complete_flag", "clv_target", *PROVENANCE_COLUMNS,
-                *SIDE_FILE_PROVENANCE)
+NOT_FEATURES = ("lead_id", "customer_id", "ref_date", "created_date", "app_complete_flag", "clv_target",
+                *PROVENANCE_COLUMNS, *SIDE_FILE_PROVENANCE)
 
 # Which notebook trains each registered model (for the message when none is registered yet).
 MODEL_NOTEBOOKS = {"lead_scoring": "notebooks/03_lead_model.ipynb", "clv": "notebooks/04_clv_model.ipynb"}
+TRAIN_COMMAND = "python run_all.py --profile smoke"  # the quickest way to a champion (`python run_all.py`: full scale)
+
+
+class NoModelError(LookupError):
+    """The registry has no such model, version or alias (yet): the message names the command that trains one."""
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))$")
 
 
@@ -63,6 +70,33 @@ class ScoringModel:
     def label(self) -> str:
         return f"{self.name or self.uri} v{self.version or '?'}"
 
+    @property
+    def metadata(self) -> dict:
+        """What the model was logged with (:func:`utils.core.tracking.log_model`): score column, recipe."""
+        return dict(self.pyfunc.metadata.metadata or {})
+
+    @property
+    def score_column(self) -> str | None:
+        return self.metadata.get("score_column")
+
+    @property
+    def recipe(self) -> dict:
+        """How the model's input rows were built (e.g. a CLV feature window); empty if nothing was recorded."""
+        return dict(self.metadata.get("recipe") or {})
+
+    def drift_reference(self) -> dict:
+        """The binned training distribution of the model's inputs and score, logged inside the model."""
+        name = self.metadata.get("drift_reference", DRIFT_REFERENCE_FILE)
+        try:
+            if self.version is not None:  # a registered version: fetch the one file
+                local = Path(mlflow.artifacts.download_artifacts(f"{self.pinned_uri}/{name}"))
+            else:  # a run's or a logged model's URI: its folder
+                local = Path(mlflow.artifacts.download_artifacts(self.pinned_uri)) / name
+            return read_json(local)
+        except (MlflowException, OSError) as error:
+            raise LookupError(f"{self.label} has no drift reference ({name}): it was logged before models carried "
+                              f"one; train a new version with `{TRAIN_COMMAND}`") from error
+
     def provenance(self) -> dict[str, str | None]:
         return {
             "model_name": self.name,
@@ -73,33 +107,37 @@ class ScoringModel:
         }
 
 
-def load_model(model_uri: str) -> ScoringModel:
-    """Load a pyfunc model by URI and resolve its registry name, version and run id.
+def resolve_model(model_uri: str) -> tuple[str | None, str | None, str]:
+    """(name, version, pinned URI) of a model URI, without loading the model.
 
-    ``models:/<name>@<alias>`` and ``models:/<name>/<version>`` are resolved
-    through the registry; any other URI (``runs:/``, a path) keeps name and
-    version empty and takes the run id from the model's metadata.
+    ``models:/<name>@<alias>`` and ``models:/<name>/<version>`` are resolved through the
+    registry (a missing one raises :class:`NoModelError`); any other URI (``runs:/``, a
+    path) keeps name and version empty and is its own pinned URI.
     """
     match = _REGISTRY_URI.match(model_uri)
-    name = version = None
-    pinned = model_uri
-    if match:
-        client = MlflowClient()
-        name = match["name"]
-        try:
-            found = (
-                client.get_model_version_by_alias(name, match["alias"])
-                if match["alias"]
-                else client.get_model_version(name, match["version"])
-            )
-        except MlflowException:
-            raise LookupError(
-                f"no registered model {model_uri} in the MLflow registry at {mlflow.get_registry_uri()}: "
-                f"train one first with `python run_all.py` (or the notebook that registers '{name}': "
-                f"{MODEL_NOTEBOOKS.get(name, 'see the README')})"
-            ) from None
-        version = str(found.version)
-        pinned = f"models:/{name}/{version}"
+    if not match:
+        return None, None, model_uri
+    name = match["name"]
+    client = MlflowClient()
+    try:
+        found = (client.get_model_version_by_alias(name, match["alias"]) if match["alias"]
+                 else client.get_model_version(name, match["version"]))
+    except MlflowException:
+        raise NoModelError(
+            f"no registered model {model_uri} in the MLflow registry at {mlflow.get_registry_uri()}: "
+            f"train one first with `{TRAIN_COMMAND}` (or `python run_all.py` at full scale, or the notebook "
+            f"that registers '{name}': {MODEL_NOTEBOOKS.get(name, 'see the README')})"
+        ) from None
+    return name, str(found.version), f"models:/{name}/{found.version}"
+
+
+def load_model(model_uri: str) -> ScoringModel:
+    """Load a pyfunc model by URI, pinned to the version its registry name or alias points at now.
+
+    Any other URI (``runs:/``, a path) keeps name and version empty and takes the run id
+    from the model's metadata.
+    """
+    name, version, pinned = resolve_model(model_uri)
     pyfunc = mlflow.pyfunc.load_model(pinned)
     return ScoringModel(
         uri=model_uri,
@@ -111,8 +149,11 @@ def load_model(model_uri: str) -> ScoringModel:
     )
 
 
-def positive_class_scores(predictions: Any) -> np.ndarray:
-    """One score per row: P(class 1) from a two-column probability output, else the output itself."""
+def positive_class_scores(predictions: Any, score_column: str | None = None) -> np.ndarray:
+    """One score per row: the named score column, P(class 1) from a two-column probability output,
+    else the output itself."""
+    if score_column and isinstance(predictions, pd.DataFrame) and score_column in predictions.columns:
+        return predictions[score_column].to_numpy(dtype="float64")
     values = predictions.to_numpy() if isinstance(predictions, (pd.DataFrame, pd.Series)) else np.asarray(predictions)
     if values.ndim == 2 and values.shape[1] == 2:
         return values[:, 1].astype("float64")
@@ -121,36 +162,6 @@ def positive_class_scores(predictions: Any) -> np.ndarray:
     if values.ndim == 1:
         return values.astype("float64")
     raise ValueError(f"model output of shape {values.shape}: expected one column or two class probabilities")
-
-
-def map_unseen_levels(
-    df: pd.DataFrame, reference: pd.DataFrame, columns: list[str], unseen_label: str = UNSEEN_LABEL
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Map text levels absent from the training data to ``unseen_label`` and count them.
-
-    Only where ``unseen_label`` itself is a training level: otherwise there is
-    nothing sensible to map to, the level is left for the model's own handling
-    and still counted. Missing values are not "unseen".
-    """
-    out = df.copy()
-    counts: dict[str, int] = {}
-    for column in columns:
-        if column not in reference.columns or not _is_text(reference[column]):
-            continue
-        known = set(reference[column].dropna().unique())
-        unseen = out[column].notna() & ~out[column].isin(known)
-        counts[column] = int(unseen.sum())
-        if counts[column] and unseen_label in known:
-            out.loc[unseen, column] = unseen_label
-    return out, counts
-
-
-def _is_text(series: pd.Series) -> bool:
-    return (
-        pd.api.types.is_object_dtype(series)
-        or isinstance(series.dtype, pd.CategoricalDtype)
-        or pd.api.types.is_string_dtype(series)
-    )
 
 
 def input_columns(model: ScoringModel, df: pd.DataFrame, not_features: tuple[str, ...] = NOT_FEATURES) -> list[str]:
@@ -174,7 +185,7 @@ def predict_scores(model: ScoringModel, df: pd.DataFrame, file: str = "<input>")
         raise DataContractError(
             file, None, f"does not fit the input schema of {model.label}: {error.message}"
         ) from error
-    return positive_class_scores(predictions)
+    return positive_class_scores(predictions, model.score_column)
 
 
 def score_table(
@@ -188,7 +199,7 @@ def score_table(
     """``df`` with the score and the model's name, version and run id as columns.
 
     ``engine="spark"`` scores through ``mlflow.pyfunc.spark_udf`` on ``spark``
-    (a SparkSession, see :mod:`utils.spark_scoring`); both give the same numbers.
+    (a SparkSession, see :mod:`utils.scoring.spark`); both give the same numbers.
     """
     if engine == "pandas":
         scores = predict_scores(model, df, file)
@@ -196,7 +207,8 @@ def score_table(
         if spark is None:
             raise ValueError("engine='spark' needs a SparkSession: utils.scoring.spark.get_spark(master)")
         features = model_features(model, df, file)
-        scores = positive_class_scores(spark_engine.predict_spark(model.pyfunc, model.pinned_uri, features, spark, file))
+        scores = positive_class_scores(spark_engine.predict_spark(model.pyfunc, model.pinned_uri, features, spark, file),
+                                       model.score_column)
     else:
         raise ValueError(f"unknown engine {engine!r}: use 'pandas' or 'spark'")
     return with_provenance(df, model, score_column, scores)

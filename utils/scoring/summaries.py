@@ -8,9 +8,13 @@ import numpy as np
 import pandas as pd
 
 from utils.core.contracts import DataContractError
+from utils.leads.schema import LEAD_ID, LEADS_FEATURE_COLUMNS, duplicated_leads
 
 # Bands for "leads by score band"; the last edge is closed so a score of exactly 1 has a band.
 DEFAULT_BAND_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# What a scored lead shows besides its id and score: when and how it came (the 37 flags stay in the input).
+LEAD_VIEW_COLUMNS = ("created_date", "city_mapped", "first_platform_c", "first_utm_medium_c", "first_utm_source_c",
+                     "total_leads_droppped", "referred_lead")
 
 
 def score_bands(scores: pd.Series | np.ndarray, edges: tuple[float, ...] = DEFAULT_BAND_EDGES) -> pd.Categorical:
@@ -90,3 +94,25 @@ def group_summary(df: pd.DataFrame, group_column: str, value_column: str, top: i
         pooled["mean_predicted"] = pooled["total_predicted"] / pooled["customers"]
         summary = pd.concat([summary.iloc[:top], pooled[summary.columns]])
     return summary.rename_axis(group_column).reset_index()
+
+
+def scored_leads_view(scored: pd.DataFrame, score_column: str = "p_app_complete", decision_threshold: float = 0.5,
+                      ) -> pd.DataFrame:
+    """Scored leads as sales and the next program read them, one row per input row, in input order.
+
+    The lead's id first, the score, its band, whether it reaches the decision threshold,
+    ``duplicate`` (identical to an earlier lead of the batch but for the id: scored all
+    the same, never merged), when and through which channel it came, and the model's name.
+    """
+    for column in (LEAD_ID, score_column):
+        if column not in scored.columns:
+            raise DataContractError("<scored leads>", column, "missing")
+    raw = scored[[c for c in (LEAD_ID, *LEADS_FEATURE_COLUMNS) if c in scored.columns]]
+    out = pd.DataFrame({LEAD_ID: scored[LEAD_ID].to_numpy(), score_column: scored[score_column].to_numpy()})
+    out["score_band"] = np.asarray(score_bands(out[score_column]).astype(str))
+    out["above_threshold"] = out[score_column] >= decision_threshold
+    out["duplicate"] = duplicated_leads(raw).to_numpy()
+    for column in (*LEAD_VIEW_COLUMNS, "model_name"):
+        if column in scored.columns:
+            out[column] = scored[column].to_numpy()
+    return out
