@@ -92,7 +92,8 @@ def test_the_job_scores_every_lead_under_its_id_and_trains_nothing(outputs, trai
 
     result = score(outputs, "--leads", str(leads_file), "--customers", str(tmp_path / "customers.csv"),
                    "--purchases", str(tmp_path / "purchases.csv"), "--web-actions", str(tmp_path / "web_actions.csv"),
-                   "--campaigns", str(tmp_path / "campaigns.csv"))
+                   "--campaigns", str(tmp_path / "campaigns.csv"),
+                   "--purchase-lines", str(tmp_path / "purchase_lines.csv"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     job = (outputs / "scoring" / "latest").resolve()
     scored = pd.read_parquet(job / "data" / "leads_scored.parquet")
