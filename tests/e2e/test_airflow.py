@@ -98,18 +98,20 @@ def test_the_training_dag_runs_every_notebook_through_the_runner(airflow):
 
 def test_a_failing_notebook_fails_its_task_and_the_run_moves_nothing(airflow):
     before = (airflow.outputs / "latest").resolve()
-    conf = json.dumps({"profile": "smoke", "overrides": ["compare_candidates=no_such_model"]})
+    broken = airflow.outputs.parent / "broken_levels.json"
+    broken.write_text("{ not json")  # passes every check before the run; 02 fails reading it
+    conf = json.dumps({"profile": "smoke", "overrides": [f"significant_levels_path={broken}"]})
     result = airflow("airflow", "dags", "test", "lead2value_training", "2026-02-01", "--conf", conf)
     assert result.returncode != 0, "the DAG run fails"
     states = task_states(airflow, "lead2value_training", "2026-02-01")
-    assert states["03_lead_model"] == "failed" and states["abandon"] == "success"
-    assert states["05_scoring"] == "upstream_failed" and states["finish"] == "upstream_failed"
+    assert states["02_cleaning"] == "failed" and states["abandon"] == "success", states
+    assert states["03_lead_model"] == states["05_scoring"] == states["finish"] == "upstream_failed", states
     assert states["00_data"] == "success"
     assert (airflow.outputs / "latest").resolve() == before
     failed = [p for p in (airflow.outputs / "runs").iterdir()
               if json.loads((p / "status.json").read_text())["status"] == "failed"]
     assert len(failed) == 1
     steps = json.loads((failed[0] / "manifest.json").read_text())["steps"]
-    assert steps["03_lead_model"]["status"] == "failed"
-    assert steps["00_data"]["status"] == steps["02_cleaning"]["status"] == "reused", "unchanged steps are not re-run"
+    assert steps["02_cleaning"]["status"] == "failed"
+    assert steps["00_data"]["status"] == steps["01_eda"]["status"] == "reused", "unchanged steps are not re-run"
     assert not (airflow.outputs / ".run_all.lease").exists(), "abandon freed the outputs for the next run"
