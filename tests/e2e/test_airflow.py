@@ -171,10 +171,12 @@ def inbox_jobs(airflow, stem: str) -> dict[str, str]:
             for p in sorted((airflow.outputs / "scoring").glob(f"inbox-{stem}-*"))}
 
 
-def test_the_scoring_dag_scores_a_good_file_into_done_and_files_a_broken_one_in_failed(airflow, trained_leads):
+def test_the_scoring_dag_files_a_good_a_broken_and_a_drifted_file_each_where_it_belongs(airflow, trained_leads):
     inbox = airflow.outputs / "inbox"
     good = drop_leads(trained_leads.sample(120, random_state=3), inbox / "leads" / "monday.csv", 7000)
     broken = drop_leads(trained_leads.head(30).drop(columns=["first_utm_source_c"]), inbox / "leads" / "broken.csv", 1)
+    shifted = trained_leads.sample(300, random_state=2).assign(first_utm_medium_c="Level999")  # held on drift
+    drop_leads(shifted, inbox / "leads" / "shifted.csv", 8000)
     # a file another live run holds: left alone
     taken = drop_leads(trained_leads.head(10), inbox / "leads" / "taken.csv", 1)
     claim = taken.with_name("taken.csv.claim")
@@ -183,19 +185,22 @@ def test_the_scoring_dag_scores_a_good_file_into_done_and_files_a_broken_one_in_
     dropped = files(inbox)
 
     result = airflow("airflow", "dags", "test", "lead2value_scoring", "2026-03-01T01:00:00+00:00")
-    assert result.returncode != 0, "the refused file fails its task, for someone to tell the sender"
+    assert result.returncode != 0, "the refused and the held file fail their tasks, for someone to act"
     rows = task_rows(airflow, "lead2value_scoring", "2026-03-01T01:00:00+00:00")
-    assert rows == [("list_inbox", -1, "success"), ("score_file", 0, "success"), ("score_file", 1, "failed")], \
-        result.stdout[-3000:]
+    assert rows == [("list_inbox", -1, "success"), ("score_file", 0, "success"), ("score_file", 1, "failed"),
+                    ("score_file", 2, "failed")], result.stdout[-3000:]
+    assert "HELD on drift" in result.stdout + result.stderr
 
     after = files(inbox)
     assert sorted(after) == ["done/monday.csv", "done/monday.csv.job.json", "failed/broken.csv",
-                             "failed/broken.csv.reason.txt", "leads/taken.csv", "leads/taken.csv.claim"]
+                             "failed/broken.csv.reason.txt", "held/shifted.csv", "held/shifted.csv.job.json",
+                             "leads/taken.csv", "leads/taken.csv.claim"]
     for name, moved in (("monday.csv", "done/monday.csv"), ("broken.csv", "failed/broken.csv"),
-                        ("taken.csv", "leads/taken.csv")):
+                        ("shifted.csv", "held/shifted.csv"), ("taken.csv", "leads/taken.csv")):
         assert after[moved] == dropped[f"leads/{name}"], f"{name}: nothing lost, nothing changed"
     reason = after["failed/broken.csv.reason.txt"].decode()
     assert "first_utm_source_c" in reason and "missing" in reason and str(broken) in reason
+    assert list(inbox_jobs(airflow, "broken")) == [], "the broken file wrote no job folder"
 
     record = json.loads(after["done/monday.csv.job.json"])
     job = airflow.outputs / "scoring" / record["job_id"]
@@ -206,8 +211,12 @@ def test_the_scoring_dag_scores_a_good_file_into_done_and_files_a_broken_one_in_
         hashlib.sha256(after["done/monday.csv"]).hexdigest(), "the scores trace to the bytes in done/"
     scored = pd.read_csv(job / "data" / "leads_scored.csv")
     assert sorted(scored["lead_id"]) == list(range(7000, 7120)) and scored["p_app_complete"].between(0, 1).all()
-    assert (airflow.outputs / "scoring" / "latest").resolve() == job
-    assert list(inbox_jobs(airflow, "broken")) == [], "the broken file wrote no job folder"
+    assert (airflow.outputs / "scoring" / "latest").resolve() == job, "the held job did not move latest"
+
+    held = json.loads(after["held/shifted.csv.job.json"])
+    assert held["status"] == "held" and inbox_jobs(airflow, "shifted") == {held["job_id"]: "held"}
+    kept = pd.read_parquet(Path(held["job_folder"]) / "data" / "leads_scored.parquet")
+    assert sorted(kept["lead_id"]) == list(range(8000, 8300)), "the held scores are kept in the job folder"
 
 
 def test_a_scoring_task_killed_mid_way_leaves_its_file_in_the_inbox_and_the_next_run_scores_it_once(
