@@ -32,6 +32,7 @@ $(AIRFLOW_VENV)/.installed: dags/requirements-airflow-lock.txt
 airflow: $(VENV)/.installed $(AIRFLOW_VENV)/.installed
 	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow db migrate
 	@echo "then: $(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow dags test lead2value_training --conf '{\"profile\": \"smoke\"}'"
+	@echo "  or, with files in outputs/inbox/leads/: $(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow dags test lead2value_scoring"
 
 airflow-ui: airflow
 	$(AIRFLOW_ENV) PATH=$(CURDIR)/$(AIRFLOW_VENV)/bin:$$PATH $(AIRFLOW_VENV)/bin/airflow standalone
@@ -61,7 +62,8 @@ lab: $(VENV)/.installed
 mlflow-ui: $(VENV)/.installed
 	$(PY) -m mlflow ui --backend-store-uri sqlite:///outputs/mlflow/mlflow.db --port 5000
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(AIRFLOW_VENV)/.installed
 	$(PY) bench/bench_rerun.py
 	$(PY) bench/bench_scoring.py
 	$(PY) bench/bench_scoring_job.py
+	$(PY) bench/bench_airflow.py

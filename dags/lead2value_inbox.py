@@ -18,7 +18,8 @@ when the task ends however it ends, and broken by the next run when its holder i
 host and the process is dead) or when it is older than ``stale_after`` seconds (a holder on
 another host that died without a word). The job id is derived from the file's name and bytes
 (:func:`job_base`), so a retry finds the job an earlier attempt ran: a file whose job already
-succeeded is moved, not scored again.
+succeeded is moved, not scored again. :func:`score_one` is one file's whole way, given the
+command that runs the job; the DAG turns its :class:`Outcome` into a task state.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ CUSTOMER_SOURCES = ("customers", "purchases", "purchase_lines", "web_actions", "
 MAX_FAILED_ATTEMPTS = 3
 # What each exit code of `run_all.py score` means for the file; any other code (1, 3, 5, killed) leaves it.
 OUTCOMES = {0: DONE, 2: FAILED, 4: HELD}
+STAYS, SKIPPED = "stays", "skipped"
+# Why a file stays in the inbox, by the scoring job's exit code (run_all.py score --help).
+TRANSIENT = {1: "the notebook failed", 3: "another run_all.py holds the run lock",
+             5: "no registered model to score with: train one (the lead2value_training DAG)"}
 
 
 @dataclass
@@ -69,6 +74,112 @@ class Batch:
 class Claim:
     path: Path
     owner: dict
+
+
+@dataclass
+class Outcome:
+    """Where one file went: done, held, failed (filed away), stays (in the inbox), skipped (someone else's)."""
+
+    kind: str
+    message: str
+    target: Path | None = None
+    job_id: str | None = None
+    job_folder: Path | None = None
+    rows: int | None = None
+
+
+# `run_all.py score` given its arguments and job id: (exit code, its stderr).
+JobRunner = Callable[[list[str], str], tuple[int, str]]
+
+
+def score_one(leads_file: Path, me: dict, scoring_dir: Path, run_job: JobRunner) -> Outcome:
+    """Claim one file, score it unless an earlier attempt did, file it by the outcome, release the claim."""
+    leads_file = Path(leads_file)
+    held = claim(leads_file, me)
+    if held is None:
+        holder = read_claim(claim_path(leads_file))
+        return Outcome(SKIPPED, f"{leads_file.name}: {describe(holder) if holder else 'claimed'}; left to that run")
+    try:
+        return _score_claimed(leads_file, me.get("dag_run", "?"), Path(scoring_dir), run_job)
+    finally:
+        release(held)
+
+
+def _score_claimed(leads_file: Path, dag_run: str, scoring_dir: Path, run_job: JobRunner) -> Outcome:
+    root = leads_file.parent.parent
+    if not leads_file.exists():
+        return Outcome(SKIPPED, f"{leads_file.name} left the inbox before it was claimed (another run filed it)")
+    try:
+        item = batch(leads_file)
+    except InboxError as err:
+        item = Batch(leads_file)
+        target = file_away(root, item, FAILED, content_hash(item), reason=str(err))
+        return Outcome(FAILED, f"{leads_file.name} refused, moved to {target}: {err}", target)
+    leads_sha = sha256_file(leads_file)
+    digest = content_hash(item)
+    base = job_base(leads_file, digest)
+    earlier = attempts(scoring_dir, base)
+    record = {"dag_run": dag_run, "source": str(leads_file), "leads_sha256": leads_sha, "batch_sha256": digest,
+              "customers": {source: str(path) for source, path in item.customers.items()}}
+
+    already = settled(earlier)
+    if already:
+        outcome, job_id = already
+        print(f"job {job_id} already scored {leads_file.name} (an earlier attempt ended before filing it): "
+              f"filing it, not scoring it again")
+        return _file_scored(item, outcome, scoring_dir / job_id, leads_sha, digest, record)
+    running = still_running(earlier)
+    if running:
+        return Outcome(STAYS, f"job {running} for {leads_file.name} is still running (its task was killed, the job "
+                              f"was not): the file stays in the inbox until it ends", job_id=running)
+    failed = failed_attempts(earlier)
+    if len(failed) >= MAX_FAILED_ATTEMPTS:
+        reason = (f"the scoring notebook failed {len(failed)} times on these bytes: look at the executed notebooks of "
+                  f"jobs {', '.join(failed)} in {scoring_dir}")
+        target = file_away(root, item, FAILED, digest, reason=reason)
+        return Outcome(FAILED, f"{leads_file.name} moved to {target}: {reason}", target)
+
+    job_id = next_job_id(base, earlier)
+    print(f"scoring {leads_file.name} as job {job_id}")
+    code, stderr = run_job(item.score_args(), job_id)
+    outcome = OUTCOMES.get(code)
+    if outcome == FAILED:
+        message = stderr.strip() or f"exit {code}"
+        reason = f"`run_all.py score` refused {leads_file.name} (exit 2: bad input; DAG run {dag_run}):\n{message}"
+        target = file_away(root, item, FAILED, digest, reason=reason)
+        return Outcome(FAILED, f"{leads_file.name} refused, moved to {target} (reason beside it): "
+                               f"{message.splitlines()[0]}", target, job_id)
+    if outcome is None:
+        meaning = TRANSIENT.get(code, "killed or crashed")
+        return Outcome(STAYS, f"`run_all.py score` exited {code} ({meaning}): {leads_file.name} stays in the inbox "
+                              f"for the next run. {stderr.strip()[-400:]}", job_id=job_id)
+    return _file_scored(item, outcome, scoring_dir / job_id, leads_sha, digest, record)
+
+
+def _file_scored(item: Batch, outcome: str, folder: Path, leads_sha: str, digest: str, record: dict) -> Outcome:
+    """Move a scored file to done/ (or held/) once its job's scores are there, for the bytes it holds now."""
+    status = (read_json(folder / "status.json") or {}).get("status")
+    manifest = read_json(folder / "manifest.json") or {}
+    wanted = "held" if outcome == HELD else "succeeded"
+    if status != wanted or not (folder / "data" / "leads_scored.parquet").is_file():
+        return Outcome(STAYS, f"job {folder.name} says '{status}' (not '{wanted}') or wrote no scores: "
+                              f"{item.leads.name} stays in the inbox", job_id=folder.name, job_folder=folder)
+    leads_input = manifest.get("inputs", {}).get("leads", {})
+    if not (leads_input.get("sha256") == leads_sha == sha256_file(item.leads)):
+        return Outcome(STAYS, f"{item.leads.name} changed while it was scored: it stays in the inbox and the next run "
+                              f"scores what it holds then (job {folder.name} scored other bytes)",
+                       job_id=folder.name, job_folder=folder)
+    rows = leads_input.get("rows")
+    record = {**record, "job_id": folder.name, "job_folder": str(folder), "status": status, "rows": rows,
+              "filed": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    target = file_away(item.leads.parent.parent, item, outcome, digest, record=record)
+    if outcome == HELD:
+        return Outcome(HELD, f"HELD on drift: {'; '.join(manifest.get('held_because', [])) or 'see the dashboard'}. "
+                             f"The scores of {item.leads.name} are kept in {folder} (look at "
+                             f"{folder / 'dashboard.html'} before using them); outputs/scoring/latest is unchanged; "
+                             f"the file is in {target} and will not be scored again", target, folder.name, folder, rows)
+    return Outcome(DONE, f"{item.leads.name}: {rows} leads scored by job {folder.name} ({folder}); file moved to "
+                         f"{target}", target, folder.name, folder, rows)
 
 
 def pending(root: Path, settle_seconds: float = 0.0, now: float | None = None) -> tuple[list[Path], list[str]]:

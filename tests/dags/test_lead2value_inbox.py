@@ -277,3 +277,188 @@ def test_process_start_tells_a_live_process_from_a_missing_one():
     assert inbox.process_start(dead_pid()) is None
     assert inbox.pid_alive(os.getpid()) and not inbox.pid_alive(dead_pid())
     assert inbox.owner("r", "t", 60.0)["pid_start"] == inbox.process_start(os.getpid())
+
+
+# ---- one file's whole way (score_one), with a fake `run_all.py score` -------------------------------------
+
+class FakeJob:
+    """Stands for `run_all.py score`: writes the job folder a real job would, then answers an exit code."""
+
+    def __init__(self, scoring: Path, code: int = 0, status: str | None = None, stderr: str = "",
+                 scores: bool = True, then=None):
+        self.scoring, self.code, self.stderr, self.scores, self.then = scoring, code, stderr, scores, then
+        self.status = status or {0: "succeeded", 4: "held", 1: "failed"}.get(code)
+        self.calls: list[tuple[list[str], str]] = []
+
+    def __call__(self, args: list[str], job_id: str) -> tuple[int, str]:
+        self.calls.append((args, job_id))
+        leads = Path(args[args.index("--leads") + 1])
+        if self.status is not None:
+            folder = self.scoring / job_id
+            (folder / "data").mkdir(parents=True)
+            (folder / "status.json").write_text(json.dumps({"status": self.status, "pid": os.getpid()}))
+            (folder / "manifest.json").write_text(json.dumps({
+                "inputs": {"leads": {"sha256": inbox.sha256_file(leads), "rows": 1}},
+                "held_because": ["leads: first_utm_medium_c PSI 4.1 > 0.25"] if self.status == "held" else []}))
+            if self.scores:
+                (folder / "data" / "leads_scored.parquet").write_bytes(b"scores")
+        if self.then:
+            self.then(leads)
+        return self.code, self.stderr
+
+
+def inbox_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def test_a_scored_file_goes_to_done_beside_the_record_of_its_job(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+    fake = FakeJob(scoring)
+    outcome = inbox.score_one(leads, holder(), scoring, fake)
+    base = inbox.job_base(leads, inbox.content_hash(inbox.Batch(root / "done" / "monday.csv")))
+    assert (outcome.kind, outcome.job_id, outcome.rows) == (inbox.DONE, base, 1)
+    assert outcome.target == root / "done" / "monday.csv" and outcome.job_folder == scoring / base
+    assert fake.calls == [(["--leads", str(leads)], base)]
+    assert inbox_files(root) == ["done/monday.csv", "done/monday.csv.job.json"]
+    record = json.loads((root / "done" / "monday.csv.job.json").read_text())
+    assert record["job_id"] == base and record["job_folder"] == str(scoring / base) and record["status"] == "succeeded"
+    assert record["source"] == str(leads) and record["dag_run"] == holder()["dag_run"]
+
+
+def test_a_refused_file_goes_to_failed_with_the_jobs_message(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "broken.csv")
+    message = f"error: bad input: {leads}: column 'first_utm_source_c': missing\nnothing was written"
+    outcome = inbox.score_one(leads, holder(), scoring, FakeJob(scoring, code=2, stderr=message))
+    assert outcome.kind == inbox.FAILED and "column 'first_utm_source_c': missing" in outcome.message
+    assert inbox_files(root) == ["failed/broken.csv", "failed/broken.csv.reason.txt"]
+    assert message in (root / "failed" / "broken.csv.reason.txt").read_text()
+
+
+def test_a_file_held_on_drift_goes_to_held_and_says_why_and_where_its_scores_are(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "shifted.csv")
+    outcome = inbox.score_one(leads, holder(), scoring, FakeJob(scoring, code=4))
+    assert outcome.kind == inbox.HELD and outcome.message.startswith("HELD on drift: leads: first_utm_medium_c PSI")
+    assert str(outcome.job_folder / "dashboard.html") in outcome.message
+    assert inbox_files(root) == ["held/shifted.csv", "held/shifted.csv.job.json"]
+    assert json.loads((root / "held" / "shifted.csv.job.json").read_text())["status"] == "held"
+
+
+@pytest.mark.parametrize("code, meaning", [(1, "the notebook failed"), (3, "another run_all.py holds the run lock"),
+                                           (5, "no registered model"), (-9, "killed or crashed")])
+def test_a_transient_failure_leaves_the_file_in_the_inbox_without_a_claim(tmp_path, code, meaning):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+    outcome = inbox.score_one(leads, holder(), scoring, FakeJob(scoring, code=code, stderr="why"))
+    assert outcome.kind == inbox.STAYS and meaning in outcome.message and "stays in the inbox" in outcome.message
+    assert inbox_files(root) == ["leads/monday.csv"]
+
+
+def test_a_task_stopped_during_the_job_releases_its_claim_and_leaves_the_file(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+
+    def stopped(args, job_id):
+        assert inbox.claim_path(leads).exists(), "the job runs under the claim"
+        raise KeyboardInterrupt  # as Airflow's SIGTERM handler raises in the task
+
+    with pytest.raises(KeyboardInterrupt):
+        inbox.score_one(leads, holder(), scoring, stopped)
+    assert inbox_files(root) == ["leads/monday.csv"]
+
+
+def test_a_retry_after_the_scores_landed_files_the_file_without_scoring_it_again(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+    base = inbox.job_base(leads, inbox.content_hash(inbox.batch(leads)))
+    FakeJob(scoring)(["--leads", str(leads)], base)  # the first attempt's job ended; its task died before the move
+    again = FakeJob(scoring)
+    outcome = inbox.score_one(leads, holder(), scoring, again)
+    assert again.calls == [] and (outcome.kind, outcome.job_id) == (inbox.DONE, base)
+    assert inbox_files(root) == ["done/monday.csv", "done/monday.csv.job.json"]
+
+
+def test_after_a_killed_job_the_next_attempt_takes_the_next_id_but_not_while_it_still_runs(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+    base = inbox.job_base(leads, inbox.content_hash(inbox.batch(leads)))
+    job(scoring, base, "running", pid=os.getpid())  # an orphan job, still running
+    waiting = FakeJob(scoring)
+    outcome = inbox.score_one(leads, holder(), scoring, waiting)
+    assert outcome.kind == inbox.STAYS and "still running" in outcome.message and waiting.calls == []
+    (scoring / base / "status.json").write_text(json.dumps({"status": "running", "pid": dead_pid()}))
+    retry = FakeJob(scoring)
+    assert inbox.score_one(leads, holder(), scoring, retry).job_id == f"{base}-2"
+    assert [job_id for _, job_id in retry.calls] == [f"{base}-2"]
+
+
+def test_a_file_whose_notebook_failed_three_times_goes_to_failed_naming_the_jobs(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+    for attempt in range(inbox.MAX_FAILED_ATTEMPTS):
+        fake = FakeJob(scoring, code=1)
+        assert inbox.score_one(leads, holder(), scoring, fake).kind == inbox.STAYS
+    last = FakeJob(scoring)
+    outcome = inbox.score_one(leads, holder(), scoring, last)
+    assert outcome.kind == inbox.FAILED and last.calls == []
+    base = inbox.job_base(root / "failed" / "monday.csv", inbox.content_hash(inbox.Batch(root / "failed" / "monday.csv")))
+    assert f"{base}, {base}-2, {base}-3" in (root / "failed" / "monday.csv.reason.txt").read_text()
+
+
+@pytest.mark.parametrize("fake_args, expected", [
+    ({"code": 0, "status": "failed"}, "says 'failed' (not 'succeeded')"),
+    ({"code": 0, "scores": False}, "wrote no scores"),
+    ({"code": 0, "then": lambda leads: leads.write_text("lead_id,x\n1,9\n")}, "changed while it was scored"),
+])
+def test_exit_0_without_the_scores_of_these_bytes_leaves_the_file(tmp_path, fake_args, expected):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+    outcome = inbox.score_one(leads, holder(), scoring, FakeJob(scoring, **fake_args))
+    assert outcome.kind == inbox.STAYS and expected in outcome.message
+    assert inbox_files(root) == ["leads/monday.csv"]
+
+
+def test_a_file_another_live_run_holds_is_skipped_untouched(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+    theirs = inbox.claim(leads, holder(dag_run="scheduled__other"))
+    fake = FakeJob(scoring)
+    outcome = inbox.score_one(leads, holder(), scoring, fake)
+    assert outcome.kind == inbox.SKIPPED and "scheduled__other" in outcome.message and fake.calls == []
+    assert inbox.read_claim(theirs.path) == theirs.owner and inbox_files(root) == ["leads/monday.csv",
+                                                                                  "leads/monday.csv.claim"]
+    theirs.path.unlink()
+    leads.unlink()
+    assert inbox.score_one(leads, holder(), scoring, fake).kind == inbox.SKIPPED, "filed by the other run meanwhile"
+    assert inbox_files(root) == []
+
+
+def test_customers_go_to_the_job_and_along_with_their_leads(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+    folder = root / inbox.CUSTOMERS / "monday"
+    folder.mkdir(parents=True)
+    for name in ("customers.csv", "purchases.csv"):
+        (folder / name).write_text("customer_id\n1\n")
+    fake = FakeJob(scoring)
+    assert inbox.score_one(leads, holder(), scoring, fake).kind == inbox.DONE
+    assert fake.calls[0][0] == ["--leads", str(leads), "--customers", str(folder / "customers.csv"),
+                                "--purchases", str(folder / "purchases.csv")]
+    assert inbox_files(root) == ["done/monday.csv", "done/monday.csv.job.json",
+                                 "done/monday.customers/customers.csv", "done/monday.customers/purchases.csv"]
+
+
+def test_a_customers_folder_the_job_cannot_take_sends_the_batch_to_failed_naming_the_file(tmp_path):
+    root, scoring = tmp_path / "inbox", tmp_path / "scoring"
+    leads = drop(root, "monday.csv")
+    folder = root / inbox.CUSTOMERS / "monday"
+    folder.mkdir(parents=True)
+    (folder / "orders.csv").write_text("x\n")
+    fake = FakeJob(scoring)
+    outcome = inbox.score_one(leads, holder(), scoring, fake)
+    assert outcome.kind == inbox.FAILED and fake.calls == []
+    assert "orders.csv: not a customer source" in (root / "failed" / "monday.csv.reason.txt").read_text()
+    assert inbox_files(root) == ["failed/monday.csv", "failed/monday.csv.reason.txt",
+                                 "failed/monday.customers/orders.csv"]

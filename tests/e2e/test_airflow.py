@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from utils.clv.synth import generate_clv
 from utils.core.paths import PROJECT_ROOT
 from utils.pipeline import catalog
 
@@ -173,6 +174,9 @@ def inbox_jobs(airflow, stem: str) -> dict[str, str]:
 
 def test_the_scoring_dag_files_a_good_a_broken_and_a_drifted_file_each_where_it_belongs(airflow, trained_leads):
     inbox = airflow.outputs / "inbox"
+    for name, frame in generate_clv(300, 8).items():  # monday's customers, put in before the leads file
+        (inbox / "customers" / "monday").mkdir(parents=True, exist_ok=True)
+        frame.to_csv(inbox / "customers" / "monday" / f"{name}.csv", index=False)
     good = drop_leads(trained_leads.sample(120, random_state=3), inbox / "leads" / "monday.csv", 7000)
     broken = drop_leads(trained_leads.head(30).drop(columns=["first_utm_source_c"]), inbox / "leads" / "broken.csv", 1)
     shifted = trained_leads.sample(300, random_state=2).assign(first_utm_medium_c="Level999")  # held on drift
@@ -192,6 +196,11 @@ def test_the_scoring_dag_files_a_good_a_broken_and_a_drifted_file_each_where_it_
     assert "HELD on drift" in result.stdout + result.stderr
 
     after = files(inbox)
+    customers = {name.replace("done/monday.customers/", "customers/monday/"): content
+                 for name, content in after.items() if name.startswith("done/monday.customers/")}
+    assert customers == {name: content for name, content in dropped.items() if name.startswith("customers/")} != {}, \
+        "monday's customers moved along with it, every byte"
+    after = {name: content for name, content in after.items() if not name.startswith("done/monday.customers/")}
     assert sorted(after) == ["done/monday.csv", "done/monday.csv.job.json", "failed/broken.csv",
                              "failed/broken.csv.reason.txt", "held/shifted.csv", "held/shifted.csv.job.json",
                              "leads/taken.csv", "leads/taken.csv.claim"]
@@ -211,6 +220,8 @@ def test_the_scoring_dag_files_a_good_a_broken_and_a_drifted_file_each_where_it_
         hashlib.sha256(after["done/monday.csv"]).hexdigest(), "the scores trace to the bytes in done/"
     scored = pd.read_csv(job / "data" / "leads_scored.csv")
     assert sorted(scored["lead_id"]) == list(range(7000, 7120)) and scored["p_app_complete"].between(0, 1).all()
+    assert len(pd.read_parquet(job / "data" / "customers_scored.parquet")) > 0, "its customers were scored too"
+    assert set(record["customers"]) >= {"customers", "purchases"}
     assert (airflow.outputs / "scoring" / "latest").resolve() == job, "the held job did not move latest"
 
     held = json.loads(after["held/shifted.csv.job.json"])
