@@ -70,11 +70,12 @@ def test_a_file_changed_within_the_settle_time_waits_and_so_does_one_whose_custo
 
 def test_a_file_under_a_live_claim_waits_and_one_under_a_dead_claim_is_listed(tmp_path):
     live, dead = drop(tmp_path, "live.csv"), drop(tmp_path, "dead.csv")
-    inbox.claim_path(live).write_text(json.dumps(holder()))
+    live_holder = holder()  # one record: a second call may fall in the next second
+    inbox.claim_path(live).write_text(json.dumps(live_holder))
     inbox.claim_path(dead).write_text(json.dumps(holder(pid=dead_pid())))
     ready, waiting = inbox.pending(tmp_path)
     assert ready == [dead]
-    assert waiting == [f"live.csv: {inbox.describe(holder())}"] and "claimed by DAG run scheduled__" in waiting[0]
+    assert waiting == [f"live.csv: {inbox.describe(live_holder)}"] and "claimed by DAG run scheduled__" in waiting[0]
 
 
 # ---- a batch: the leads file and its customers ----------------------------------------------------------
