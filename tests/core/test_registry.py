@@ -92,6 +92,23 @@ def test_every_version_carries_its_lineage_and_the_gate_never_moves_the_alias(na
     assert decision["serving"].startswith(f"serving {name_m} v{decision['version']}, this run's candidate, promoted")
 
 
+def test_registering_prints_nothing_and_numbers_the_versions(names, capfd):
+    """mlflow.register_model prints "Successfully registered model" and "Created version" in red in every notebook."""
+    name_quiet = names("quiet")
+    X, y = data()
+    with mlflow.start_run():
+        uri = tracking.log_model(fit(X, y), X, "p", method="predict_proba")
+    capfd.readouterr()
+    assert [registry.register_version(uri, name_quiet, {"t": "1"}) for _ in range(2)] == ["1", "2"]
+    said = capfd.readouterr()
+    assert said.err == "" and said.out == ""
+    first = MlflowClient().get_model_version(name_quiet, "1")
+    assert first.source == uri and first.tags == {"t": "1"} and first.run_id
+    assert mlflow.pyfunc.load_model(f"models:/{name_quiet}/2").predict(X.head(2)).shape == (2, 1)
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        registry.register_version(uri, "", {})
+
+
 def test_a_worse_candidate_is_registered_and_the_run_serves_the_champion(names, tmp_path):
     name_m = names("m")
     X, y = data()

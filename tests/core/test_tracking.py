@@ -1,5 +1,7 @@
 import json
+import logging
 import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -90,6 +92,29 @@ def test_logged_model_answers_a_named_column_and_carries_its_drift_reference(sto
     assert set(reference["columns"]) == {"a", "b", "kind", "p_yes"}
     assert reference["columns"]["b"]["shares"][-1] == pytest.approx(9 / 80)  # the missing-value bin
     assert reference["columns"]["kind"]["kind"] == "categorical"
+
+
+def test_logging_a_model_says_nothing_on_stderr_and_other_warnings_still_pass(store, capfd):
+    """cloudpickle is chosen on purpose (pickled_by_value): mlflow's advice against it is not shown, nothing else
+    of mlflow.sklearn's is dropped, and a fresh store does not announce its tables."""
+    fresh = store / "fresh"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{fresh / 'mlflow.db'}")
+        capfd.readouterr()
+        tracking.configure()
+        X = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "n": [1, 2, 3, 4]})
+        with mlflow.start_run():
+            tracking.log_model(LogisticRegression().fit(X, [0, 1, 0, 1]), X, "p", method="predict_proba")
+        said = capfd.readouterr()
+    assert said.err == "", said.err
+    logger = logging.getLogger("mlflow.sklearn")
+    assert not logger.filters, "the filter is gone after logging"
+    with tracking.without_message("mlflow.sklearn", re.compile("dropped")), pytest.MonkeyPatch.context() as patch:
+        records = []
+        patch.setattr(logger, "callHandlers", records.append)
+        logger.warning("this is dropped")
+        logger.warning("this passes")
+    assert [r.getMessage() for r in records] == ["this passes"]
 
 
 def test_input_schema_types_and_optional_columns():

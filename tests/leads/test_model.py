@@ -300,15 +300,21 @@ def test_real_data_targets(shared_data):
     assert auc_time >= TARGET_AUC_TIME
 
 
-def test_the_pycaret_screen_leaves_matplotlib_fonts_as_they_were():
-    """In a fresh interpreter: pycaret changes the fonts when it is first imported."""
+def test_the_pycaret_screen_leaves_matplotlib_fonts_and_warnings_as_they_were():
+    """In a fresh interpreter: pycaret changes the fonts when it is first imported, and sends every later
+    warning of the process to its log file; after the screen a warning reaches stderr again, twice over."""
     code = (
-        "import matplotlib, json; from tests.leads.test_model import clean_leads; from utils.leads import model as lm\n"
+        "import matplotlib, json, warnings; from tests.leads.test_model import clean_leads\n"
+        "from utils.leads import model as lm\n"
         "before = [matplotlib.rcParams['font.family'], list(matplotlib.rcParams['font.sans-serif'])]\n"
-        "lm.compare_candidates(clean_leads(300), ['lr'], folds=2, sample_size=200)\n"
+        "for _ in range(2):\n"
+        "    lm.compare_candidates(clean_leads(300), ['lr'], folds=2, sample_size=200)\n"
+        "    warnings.warn('a warning of the notebook, after the screen')\n"
         "after = [matplotlib.rcParams['font.family'], list(matplotlib.rcParams['font.sans-serif'])]\n"
         "print(json.dumps(before == after))"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("a warning of the notebook, after the screen") == 2, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "true"

@@ -11,6 +11,7 @@ compared against (:mod:`utils.pipeline.promotions`). A notebook run by hand regi
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import mlflow.sklearn
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from utils.core import gate, lineage, tracking
 from utils.core.files import read_json, write_json
@@ -31,6 +33,7 @@ CHAMPION_ALIAS = "champion"
 LEGACY_SOURCE_PARAMETERS = {"lead_scoring": ("leads_path",),
                             "clv": ("transactions_path", "clv_customers_path", "clv_purchases_path")}
 _NO_FILE = ("", "-", "synthetic")
+_LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-f]+)$")
 
 
 def champion_version(name: str) -> str | None:
@@ -146,6 +149,25 @@ def champion_for_gate(name: str, holdout: gate.Holdout, rule: gate.GateRule) -> 
 # --- registering a candidate and recording the decision --------------------------------------
 
 
+def register_version(model_uri: str, name: str, tags: Mapping[str, str]) -> str:
+    """A new version of the registered model ``name`` (created if need be) from ``model_uri``; its number.
+
+    ``mlflow.register_model`` does the same but prints "Successfully registered model" and
+    "Created version" to stderr: red lines in every executed notebook, for news the notebook
+    prints itself. The client calls are silent; the version is the same (source, run, tags).
+    ``model_uri`` is usually a logged model's ``models:/<model_id>`` (:func:`tracking.log_model`).
+    """
+    client = MlflowClient()
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+            raise
+    logged = _LOGGED_MODEL_URI.match(model_uri)
+    created = client.create_model_version(name, model_uri, tags=dict(tags), model_id=logged and logged.group(1))
+    return str(created.version)
+
+
 def register_candidate(model_uri: str, name: str, decision_file: Path, model: Any, holdout: gate.Holdout,
                        rule: gate.GateRule, source: Mapping[str, Any], context: Mapping[str, Any],
                        trained_on: str) -> dict:
@@ -161,7 +183,7 @@ def register_candidate(model_uri: str, name: str, decision_file: Path, model: An
     verdict = gate.decide(lineage.source_of(source), rule.predict(model, holdout.X), holdout, rule, champion)
     held_out = holdout.describe()
     tags = lineage.version_tags(source, context, held_out, rule.metric_name, verdict.score, trained_on)
-    version = str(mlflow.register_model(model_uri, name, tags=tags).version)
+    version = register_version(model_uri, name, tags)
     served = champion.version if verdict.serves_champion else version
     decision = {
         "name": name,

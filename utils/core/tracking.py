@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -31,6 +33,35 @@ from utils.core.serving import NamedScore
 EXPERIMENT_NAME = "lead2value"
 
 
+# mlflow.sklearn warns on every cloudpickled model and recommends skops; cloudpickle is chosen on purpose
+# (see pickled_by_value: skops cannot load the project's own classes without shipping them).
+_CLOUDPICKLE_ADVICE = re.compile(r"pickle or cloudpickle format requires exercising caution")
+# A fresh SQLite store announces its tables at INFO: on stderr, in red, in the first notebook of a new store.
+_NEW_STORE_NEWS = re.compile(r"database tables")
+
+
+class _DropMessage(logging.Filter):
+    """Drops the records of one logger whose message matches a pattern; the rest pass."""
+
+    def __init__(self, pattern: re.Pattern):
+        super().__init__()
+        self.pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+@contextmanager
+def without_message(logger_name: str, pattern: re.Pattern) -> Iterator[None]:
+    """While inside, the logger ``logger_name`` drops messages matching ``pattern`` (advice already acted on)."""
+    logger, dropped = logging.getLogger(logger_name), _DropMessage(pattern)
+    logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropped)
+
+
 def default_tracking_uri() -> str:
     return f"sqlite:///{paths.MLFLOW_DIR / 'mlflow.db'}"
 
@@ -42,7 +73,8 @@ def configure() -> str:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT_NAME)
+    with without_message("mlflow.store.db.utils", _NEW_STORE_NEWS):
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
         # An explicit artifact location: the default (./mlruns) depends on the caller's directory.
         location = None
@@ -178,7 +210,7 @@ def log_model(model: Any, X_train: pd.DataFrame, score_column: str, *, method: s
     signature = ModelSignature(inputs=input_schema(X, optional_columns),
                                outputs=Schema([ColSpec("double", score_column)]))
     metadata = {"score_column": score_column, "drift_reference": DRIFT_REFERENCE_FILE, "recipe": recipe or {}}
-    with pickled_by_value():
+    with pickled_by_value(), without_message("mlflow.sklearn", _CLOUDPICKLE_ADVICE):
         info = mlflow.sklearn.log_model(
             served, name=name, signature=signature, input_example=X.head(5), pyfunc_predict_fn="predict",
             serialization_format="cloudpickle", pip_requirements=model_requirements(), metadata=metadata,

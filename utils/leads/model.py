@@ -25,7 +25,9 @@ Every AUC here is computed from predicted probabilities; :func:`roc_auc` refuses
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import matplotlib
@@ -276,6 +278,27 @@ def permutation_importance_table(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray,
 # --- candidate comparison (pycaret) -------------------------------------------------------
 
 
+def _pycaret_captures_warnings(on: bool) -> None:
+    pycaret_logging = sys.modules.get("pycaret.internal.logging")  # only once pycaret is imported
+    if pycaret_logging is not None:
+        pycaret_logging.captureWarnings(on)
+
+
+def _pycaret_warnings_stay_inside(screen: Callable) -> Callable:
+    """pycaret's import sends every later Python warning of the process to its log file (logs.log):
+    a notebook that ran the screen would hide its own warnings there. pycaret's warnings during the
+    screen go to its log, as pycaret means them to; afterwards warnings are shown as usual again."""
+    @functools.wraps(screen)
+    def wrapper(*args, **kwargs):
+        _pycaret_captures_warnings(True)  # pycaret imported by an earlier screen: as in a first one
+        try:
+            return screen(*args, **kwargs)
+        finally:
+            _pycaret_captures_warnings(False)
+    return wrapper
+
+
+@_pycaret_warnings_stay_inside
 def compare_candidates(train: pd.DataFrame, candidates: Iterable[str], folds: int = 3, sample_size: int = 2000,
                        random_state: int = 42, n_jobs: int = 1, significant_levels: Mapping[str, Any] | None = None,
                        level_cumulative: float = 0.90) -> pd.DataFrame:
