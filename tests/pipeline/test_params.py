@@ -38,6 +38,18 @@ def test_declared_parameters_reads_types_defaults_and_help(notebook):
     assert declared["fast"].default is True
 
 
+def test_a_long_comment_continues_on_indented_comment_lines(tmp_path):
+    source = ("n_rows: int = 10  # [1, 100] rows made, a comment too long\n"
+              "                  # for one line\n"
+              "# a comment of its own, at the margin\n"
+              "share: float = 0.5  # (0, 1) a share\n")
+    declared = params.declared_parameters(write_notebook(tmp_path / "00_x.ipynb", source))
+    assert declared["n_rows"].help == "rows made, a comment too long for one line"
+    assert declared["n_rows"].domain.text == "[1, 100]" and declared["share"].help == "a share"
+    assert params.parameter_comments(source) == {1: "[1, 100] rows made, a comment too long for one line",
+                                                 4: "(0, 1) a share"}
+
+
 def test_computed_default_is_refused(tmp_path):
     nb = write_notebook(tmp_path / "01_y.ipynb", "a: int = 1\nb: int = a * 2\n")
     with pytest.raises(params.ParameterError, match="'b': default must be a constant"):

@@ -84,3 +84,26 @@ def test_under_run_all_the_lineage_names_the_run_profile_and_commit(store):
     assert step.serving_model_uri("lead_model") == f"models:/lead_scoring/{decision['version']}"
     run_tags = MlflowClient().get_run(parent.info.run_id).data.tags
     assert run_tags["lead2value.data_kind"] == "synthetic" and run_tags["gate.lead_scoring.promote"] == "True"
+
+
+def test_a_saved_figure_is_shown_once_where_it_is_saved_and_closed(store, monkeypatch):
+    """The house way in every notebook: step.save_figure saves, logs and shows; no plt.show, nothing shown twice."""
+    import matplotlib.pyplot as plt
+
+    from utils.pipeline import steps
+
+    shown = []
+    monkeypatch.setattr(steps, "get_ipython", lambda: object())  # as in a notebook kernel
+    monkeypatch.setattr(steps, "display", shown.append)
+    step = open_lead_step(store / "interactive")
+    fig, ax = plt.subplots()
+    ax.plot([1, 2])
+    out = step.save_figure(fig, "line")
+    step.close()
+    assert out == store / "interactive" / "figures" / "line.png" and out.stat().st_size > 0
+    assert len(shown) == 1 and shown[0].data.startswith(b"\x89PNG") and not plt.fignum_exists(fig.number), \
+        "shown here once, as a PNG; the inline backend has nothing left to show"
+    monkeypatch.setattr(steps, "get_ipython", lambda: None)  # a script: nothing to show, the figure is still closed
+    fig, _ = plt.subplots()
+    step.save_figure(fig, "empty")
+    assert len(shown) == 1 and not plt.fignum_exists(fig.number)

@@ -8,7 +8,12 @@ execution with the notebooks' own defaults:
     python -m utils.pipeline.notebooks strip notebooks/03_lead_model.ipynb
 
 ``refresh`` executes into the same scratch outputs folder that ``make test`` gives
-nbval (``outputs/nbval``), so the baseline is what nbval will see.
+nbval (``outputs/nbval``), so the baseline is what nbval will see. Kept cells keep every
+output, figures included (nbval compares their text, never their pixels); a kept cell that
+wrote to stderr stops the refresh: red text is not committed.
+
+The house rules for what a reader sees are checked here too: :func:`stderr_outputs` (none in
+an executed notebook) and :func:`long_code_lines` (code lines of at most :data:`MAX_LINE`).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from utils.pipeline.catalog import STEPS
 from utils.pipeline.execute import LocalKernelManager
 
 KEEP_TAG = "keep_output"
+MAX_LINE = 100  # characters in a code line: what a notebook shows without a scroll bar
 
 
 def _tags(cell: dict) -> list[str]:
@@ -57,10 +63,27 @@ def copy_kept_outputs(source: dict, executed: dict, keep_tag: str = KEEP_TAG) ->
         match = by_id.get(cell.get("id")) or by_source.get("".join(cell["source"]))
         if match is None:
             raise ValueError(f"kept cell not found in the executed copy: {''.join(cell['source'])[:60]!r}")
-        cell["outputs"] = [o for o in match.get("outputs", []) if o.get("output_type") != "display_data"]
+        cell["outputs"] = match.get("outputs", [])
         # nbval skips a cell with outputs but no execution count ("unrun reference cell").
         cell["execution_count"] = match.get("execution_count") or 1
     return result
+
+
+def stderr_outputs(nb: dict) -> list[tuple[int, str]]:
+    """(cell number, text) of every stderr stream output: the red text a reader of the executed notebook sees."""
+    return [(number, _text(output)) for number, cell in enumerate(nb["cells"]) for output in cell.get("outputs", [])
+            if output.get("output_type") == "stream" and output.get("name") == "stderr"]
+
+
+def long_code_lines(nb: dict, limit: int = MAX_LINE) -> list[tuple[int, str]]:
+    """(cell number, line) of every code line longer than ``limit`` characters."""
+    return [(number, line) for number, cell in enumerate(nb["cells"]) if cell["cell_type"] == "code"
+            for line in _text(cell, "source").splitlines() if len(line) > limit]
+
+
+def _text(item: dict, key: str = "text") -> str:
+    value = item.get(key, "")
+    return "".join(value) if isinstance(value, list) else value
 
 
 def read(path: Path) -> dict:
@@ -82,7 +105,16 @@ def refresh(notebooks: list[Path]) -> None:
             print(f"executing {notebook.name} ...", flush=True)
             pm.execute_notebook(str(notebook), str(executed), kernel_name="python3", cwd=str(notebook.parent),
                                 progress_bar=False, kernel_manager_class=LocalKernelManager)
-            write(notebook, copy_kept_outputs(read(notebook), read(executed)))
+            source, done = read(notebook), read(executed)
+            kept = strip_outputs(done)  # what would be committed: papermill's injected cell carries no tag
+            red = stderr_outputs(kept)
+            if red:
+                raise RuntimeError(f"{notebook.name}: a kept cell wrote to stderr, not committed: {red[0][1][:300]!r}")
+            others = stderr_outputs(done)
+            if others:
+                print(f"    note: {len(others)} stderr output(s) in cells that are not kept, "
+                      f"e.g. {others[0][1][:200]!r}", flush=True)
+            write(notebook, copy_kept_outputs(source, done))
 
 
 def main(argv: list[str] | None = None) -> int:

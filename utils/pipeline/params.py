@@ -154,10 +154,34 @@ def _bound(text: str, where: str) -> float | None:
     return value
 
 
+def parameter_comments(source: str) -> dict[int, str]:
+    """Line number -> the comment ending that line, joined with the indented comment-only lines under it.
+
+    A comment too long for one line goes on below, indented under its ``#``::
+
+        n_leads: int = 20_000  # [100, 10_000_000] synthetic labelled leads (when leads_path
+                               # is empty)
+
+    A comment line that starts at the margin is a comment of its own, never a continuation.
+    """
+    lines = source.splitlines()
+    comments = {}
+    for number, line in enumerate(lines, start=1):
+        if "#" not in line or line.lstrip().startswith("#"):
+            continue
+        parts = [line.split("#", 1)[1].strip()]
+        for following in lines[number:]:
+            if not (following[:1].isspace() and following.lstrip().startswith("#")):
+                break
+            parts.append(following.lstrip()[1:].strip())
+        comments[number] = " ".join(part for part in parts if part)
+    return comments
+
+
 def declared_parameters(notebook: Path) -> dict[str, Declared]:
     """Name -> declaration for every ``name: type = constant`` in the parameters cell."""
     source = parameters_cell(notebook)
-    comments = {i + 1: line.split("#", 1)[1].strip() for i, line in enumerate(source.splitlines()) if "#" in line}
+    comments = parameter_comments(source)
     declared = {}
     for node in ast.parse(source).body:
         if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):

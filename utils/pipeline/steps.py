@@ -3,7 +3,7 @@
     step = open_step("03_lead_model", globals())   # after the parameters cell
     leads = step.load("leads_clean")                # a catalog dataset, by name
     step.save_table(gains, "lead_gains_by_decile")  # tables/, logged to MLflow
-    step.save_figure(fig, "lead_gains")             # figures/, logged to MLflow
+    step.save_figure(fig, "lead_gains")             # figures/, logged to MLflow, shown here once
     step.record_metrics({"lead.auc_test": auc})     # metrics/<step>.json and MLflow
     step.register_candidate("lead_model", uri, model, holdout, rule, "lightgbm on 4,800 leads")  # the gate's record
     step.close()                                    # ends the MLflow run, returns the versions table
@@ -17,12 +17,16 @@ with their own defaults, and the notebook says so.
 """
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
+from IPython import get_ipython
+from IPython.display import Image, display
 
 from utils.core import env, gate, paths, registry, tracking
 from utils.core.files import read_json, write_json
@@ -108,7 +112,11 @@ class StepContext:
         return tracking.save_table(df, self.run / "tables", name)
 
     def save_figure(self, fig: Any, name: str) -> Path:
-        return tracking.save_figure(fig, self.run / "figures", name)
+        """Save ``fig`` under the run's figures/ (and MLflow) and, in a notebook, show it here, once."""
+        out = tracking.save_figure(fig, self.run / "figures", name)
+        if hasattr(fig, "savefig"):
+            show_once(fig)
+        return out
 
     def record_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         return tracking.write_metrics(self.run / "metrics" / f"{self.name}.json", metrics)
@@ -153,6 +161,27 @@ class StepContext:
         if mlflow.active_run() is not None:
             mlflow.end_run()
         return env.versions_table()
+
+
+# Figures shown in a notebook are kept in the committed notebooks: a modest resolution keeps them small
+# (the saved PNG under figures/ has its own, higher one).
+SHOW_DPI = 80
+
+
+def show_once(fig: Any) -> None:
+    """Show a matplotlib figure in the running notebook as a PNG, then close it.
+
+    Left to the inline backend, a figure shows up at the end of whichever later cell draws
+    next (under another heading, or twice), and a kernel's first figure handed to ``display``
+    shows as text only (the backend installs its image formatter late). Rendered here and
+    closed, it shows once, here. Outside a notebook the figure is only closed (frees memory).
+    """
+    if get_ipython() is not None:
+        png = BytesIO()
+        # No timestamp in the PNG: a refresh with nothing changed leaves the committed notebook alone.
+        fig.savefig(png, format="png", dpi=SHOW_DPI, bbox_inches="tight", metadata={"Software": None})
+        display(Image(data=png.getvalue(), format="png"))
+    plt.close(fig)
 
 
 def open_step(name: str, namespace: dict[str, Any]) -> StepContext:
