@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run smoke test unit nbval lab mlflow-ui bench clean-outputs airflow airflow-ui book
+.PHONY: run smoke class test unit nbval lab mlflow-ui bench clean-outputs airflow airflow-ui book
 
 $(VENV)/.installed: requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,18 @@ run: $(VENV)/.installed
 smoke: $(VENV)/.installed
 	$(PY) run_all.py --profile smoke $(ARGS)
 
+# A classroom: the smoke run gives every notebook what it reads (05 its champions), and the book of the run
+# with the teaching notes. Then `make lab`. notebooks/TEACHING.md: order, time, exercises.
+OUTPUTS_DIR = $${LEAD2VALUE_OUTPUTS:-$(CURDIR)/outputs}
+class: $(VENV)/.installed
+	$(PY) run_all.py --profile smoke $(ARGS)
+	@echo
+	@echo "The class is ready. The book of this run, with the teaching notes (open it in a browser, offline):"
+	@echo "    $(OUTPUTS_DIR)/latest/book/index.html"
+	@echo "JupyterLab, reachable from this machine only:"
+	@echo "    make lab    # $(PY) -m jupyter lab $(LAB_FLAGS)"
+	@echo "then open notebooks/00_data.ipynb and go in order (Run All in each); every notebook ends with Try it."
+
 test: $(VENV)/.installed $(AIRFLOW_VENV)/.installed
 	$(PY) -m pytest tests
 	LEAD2VALUE_OUTPUTS=$(CURDIR)/outputs/nbval $(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
@@ -56,8 +68,10 @@ nbval: $(VENV)/.installed
 book: $(VENV)/.installed
 	$(PY) -m utils.pipeline.book $(RUN)
 
+# Bound to this machine; as root (a container) JupyterLab refuses to start without --allow-root.
+LAB_FLAGS := --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(VENV)/.installed
-	$(PY) -m jupyter lab
+	$(PY) -m jupyter lab $(LAB_FLAGS)
 
 mlflow-ui: $(VENV)/.installed
 	$(PY) -m mlflow ui --backend-store-uri sqlite:///outputs/mlflow/mlflow.db --port 5000

@@ -135,7 +135,7 @@ TEACHING = paths.NOTEBOOKS_DIR / "TEACHING.md"
 
 
 def try_it_titles(markdown: str) -> list[str]:
-    return re.findall(r"\*\*Try it: ([^*]+?)\*\*", markdown)
+    return re.findall(r"\*\*Try it: ([^*]+?)\.?\*\*", markdown)
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
@@ -175,3 +175,13 @@ def test_nbval_compares_the_kept_text_never_the_pixels(tmp_path):
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
         results[headline] = done.returncode
     assert results == {"AUC 0.841": 0, "AUC 0.799": 1}, results
+
+
+def test_the_readme_teaching_table_lists_each_notebooks_try_it():
+    section = (paths.PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split("## Teaching with lead2value")[1]
+    rows = {line.split("|")[1].strip(): line.split("|")[-2].strip()
+            for line in section.split("\n## ")[0].splitlines() if re.match(r"\| \d\d \|", line)}
+    for path in COMMITTED:
+        try_it = next(notebooks._text(c, "source") for c in notebooks.read(path)["cells"]
+                      if notebooks._text(c, "source").startswith("## Try it"))
+        assert rows[path.stem[:2]] == "; ".join(try_it_titles(try_it)), path.stem
