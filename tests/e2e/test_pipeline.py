@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from utils.core.paths import PROJECT_ROOT
+from utils.pipeline import notebooks
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +121,30 @@ def test_the_book_of_the_run_opens_without_console_errors(first_run, tmp_path):
             assert len(seen["images"]) >= 5, f"{name} shows the run's figures"
 
 
+def clean_output_problems(run: Path) -> list[str]:
+    """What a reader of the run's executed notebooks would wade through: every stderr output (warnings,
+    MLflow's prints), and figures a step saved but its notebook does not show, or shows twice."""
+    problems = []
+    steps = manifest(run)["steps"]
+    for path in sorted((run / "notebooks").glob("*.ipynb")):
+        executed = notebooks.read(path)
+        problems += [f"{path.name} cell {number}: stderr {text[:300]!r}"
+                     for number, text in notebooks.stderr_outputs(executed)]
+        shown = sum("image/png" in output.get("data", {}) for cell in executed["cells"]
+                    for output in cell.get("outputs", []))
+        saved = [rel for rel in steps[path.stem]["outputs"] if rel.startswith("figures/") and rel.endswith(".png")]
+        if shown != len(saved):
+            problems.append(f"{path.name}: {len(saved)} figure(s) saved, {shown} shown")
+    return problems
+
+
+def test_executed_notebooks_are_clean_no_stderr_and_each_figure_shown_once(first_run):
+    """Issue 13: zero stderr outputs in every executed notebook of a smoke run (its .ipynb, and so its HTML, the
+    book and the MLflow copy); each saved figure shown once, in its notebook."""
+    assert len(list((first_run / "notebooks").glob("*.ipynb"))) == 6
+    assert clean_output_problems(first_run) == []
+
+
 def test_rerun_with_nothing_changed_does_nothing(first_run, outputs):
     result = run_all(outputs)
     assert result.returncode == 0, result.stderr
@@ -135,6 +160,13 @@ def test_forced_rerun_is_bit_identical(first_run, outputs):
     assert (second / "metrics.json").read_bytes() == (first_run / "metrics.json").read_bytes()
     for name in SCORED_FILES:
         assert (second / "data" / name).read_bytes() == (first_run / "data" / name).read_bytes(), name
+
+
+def test_with_a_champion_to_beat_the_notebooks_stay_clean(first_run, outputs):
+    """The forced rerun's gates load and score the champions the first run crowned: still nothing on stderr."""
+    second = latest(outputs)
+    assert manifest(second)["models"]["lead_scoring"]["champion_version"] is not None, "a champion was compared"
+    assert clean_output_problems(second) == []
 
 
 def test_killed_run_and_concurrent_run_lose_nothing(first_run, outputs):
