@@ -69,7 +69,7 @@ book: $(VENV)/.installed
 	$(PY) -m utils.pipeline.book $(RUN)
 
 # Bound to this machine; as root (a container) JupyterLab refuses to start without --allow-root.
-LAB_FLAGS := --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+LAB_FLAGS := --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(VENV)/.installed
 	$(PY) -m jupyter lab $(LAB_FLAGS)
 
