@@ -27,9 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from utils.core.io import read_parquet  # the project's reader: no abort at exit
+
 AIRFLOW_BIN = PROJECT_ROOT / ".venv-airflow" / "bin"
 
 
@@ -47,7 +50,7 @@ def airflow_env(home: Path, outputs: Path) -> dict[str, str]:
 
 def timed(command: list[str], env: dict[str, str], what: str) -> float:
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"{what} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -82,7 +85,7 @@ def training(scratch: Path, home: Path, repeats: int) -> tuple[list[float], list
 
 def inbox_latency(home: Path, outputs: Path, rows: int) -> tuple[float, float, float]:
     """(drop -> scores landed, drop -> filed in done/, `run_all.py score` on the same file) in seconds."""
-    leads = pd.read_parquet((outputs / "latest").resolve() / "data" / "leads_clean.parquet")
+    leads = read_parquet((outputs / "latest").resolve() / "data" / "leads_clean.parquet")
     batch = leads.sort_values("created_date", kind="stable").iloc[: int(0.8 * len(leads))]
     batch = batch.drop(columns=["lead_id", "app_complete_flag"]).sample(rows, random_state=0, replace=rows > len(batch))
     batch.index = np.arange(1, rows + 1)
