@@ -215,12 +215,15 @@ def run(args: argparse.Namespace) -> int:
                       f"Use --force or --force-from NN to re-execute.")
                 return 0
             runner = load_runner()
+            # The input check reads every user file and imports both model stacks: only where a run begins.
+            from utils.pipeline.preflight import check_run
+
             if args.begin:
-                state = runner.begin_run(options, planned)
+                state = runner.begin_run(options, planned, check_inputs=check_run)
                 open_lease(state.run_id)
                 print(f"run_id={state.run_id}")
                 return 0
-            runner.run_pipeline(options, planned)
+            runner.run_pipeline(options, planned, check_inputs=check_run)
     except params_mod.ParameterError as err:
         print(f"error: {err}\nnothing was run; {UNCHANGED}.", file=sys.stderr)
         return 2

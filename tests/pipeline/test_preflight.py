@@ -109,3 +109,12 @@ def test_purchase_lines_that_belong_to_no_purchase_stop_the_run(tmp_path, monkey
     lines.write_text("customer_id,order_id,timestamp,product,quantity,unit_price\n1,b,2021-01-02 10:00,P1,2,6.25\n")
     with pytest.raises(DataContractError, match="lines.csv: column 'order_id': 1 line"):
         preflight.check_inputs(params)
+
+
+def test_a_run_check_merges_every_steps_parameters_and_prints_what_was_counted(tmp_path, capsys):
+    path = tmp_path / "leads.csv"
+    generate_leads(2_000, random_seed=3).to_csv(path)
+    preflight.check_run({"00_data": {"leads_path": str(path)}, "03_lead_model": {"min_holdout_leads": 100}})
+    assert f"input check: {path}: 2,000 rows" in capsys.readouterr().out
+    with pytest.raises(ParameterError, match="min_holdout_leads=1,000"):  # 03's parameter reached the check
+        preflight.check_run({"00_data": {"leads_path": str(path)}, "03_lead_model": {"min_holdout_leads": 1000}})

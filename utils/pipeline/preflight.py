@@ -34,6 +34,8 @@ from utils.core.contracts import ContractReport, DataContractError
 from utils.core.io import read_table
 from utils.core.splits import time_split
 from utils.leads import schema as leads_schema
+from utils.pipeline import catalog
+from utils.pipeline import params as params_mod
 from utils.pipeline.params import ParameterError
 
 TX_FIELDS = {"invoice": "tx_invoice_col", "product": "tx_product_col", "quantity": "tx_quantity_col",
@@ -212,3 +214,17 @@ def _check_min_holdout(size: int, params: dict[str, Any], name: str, unit: str, 
     fix = f"raise {parameter}, lower train_share" if parameter else "give more data"
     raise ParameterError(f"{what}, fewer than {name}={int(minimum):,}: a promotion judged on so few {unit} means "
                          f"nothing; {fix}, or lower {name} if you accept that")
+
+
+def check_run(resolved: dict[str, dict[str, Any]]) -> None:
+    """A run's check: every step's parameters (defaults included) merged, :func:`check_inputs` on them, and what
+    was counted printed. Raises DataContractError or ParameterError on anything a notebook would fail on later."""
+    merged: dict[str, Any] = {}
+    for step in catalog.STEPS:
+        merged.update(params_mod.with_defaults(step.notebook, resolved.get(step.name, {})))
+    for report in check_inputs(merged):
+        print(f"input check: {report.file}: {report.rows:,} rows, {report.n_warnings} counted warning(s)", flush=True)
+        for warning in report.warnings:
+            print(f"    warning: {warning}", flush=True)
+        if report.counts:
+            print("    counted: " + ", ".join(f"{key} {count:,}" for key, count in report.counts.items()), flush=True)

@@ -26,8 +26,7 @@ from mlflow import MlflowClient
 
 from utils.core import paths, tracking
 from utils.core.hashing import sha256_bytes, sha256_file
-from utils.pipeline import book, catalog, fingerprint, preflight, promotions
-from utils.pipeline import params as params_mod
+from utils.pipeline import book, catalog, fingerprint, promotions
 from utils.pipeline.execute import Executor, PapermillExecutor, StepFailed
 from utils.pipeline.manifest import (
     RUN_LEVEL_FILES,
@@ -44,6 +43,7 @@ from utils.pipeline.manifest import (
     write_status,
 )
 from utils.pipeline.plan import Plan, RunOptions, find_reusable, fingerprint_step, forced, make_plan
+
 
 class Tracker(Protocol):
     def start(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str: ...
@@ -136,11 +136,17 @@ def run_pipeline(
     executor: Executor | None = None,
     tracker: Tracker | None = None,
     registry: promotions.Registry | None = None,
-    check_inputs: Callable[[dict], Any] | None = None,
+    *,
+    check_inputs: Callable[[dict], Any],
 ) -> Path:
-    """Run (or reuse) every step in one process; return the run folder. Raises StepFailed, DataContractError, ParameterError."""
+    """Run (or reuse) every step in one process; return the run folder. Raises StepFailed, DataContractError, ParameterError.
+
+    ``check_inputs(resolved parameters)`` checks the user's files before anything exists
+    (run_all.py passes :func:`utils.pipeline.preflight.check_run`; it is imported only by the
+    processes that begin a run, not by each scheduler task's).
+    """
     tracker = tracker or MlflowTracker()
-    state = begin_run(options, plan, tracker, check_inputs)
+    state = begin_run(options, plan, tracker, check_inputs=check_inputs)
     try:
         for step in catalog.STEPS:
             run_step(state, step.name, executor, tracker)
@@ -151,12 +157,12 @@ def run_pipeline(
     return finish_run(state, tracker, registry)
 
 
-def begin_run(options: RunOptions, plan: Plan | None = None, tracker: Tracker | None = None,
-              check_inputs: Callable[[dict], Any] | None = None) -> RunState:
+def begin_run(options: RunOptions, plan: Plan | None = None, tracker: Tracker | None = None, *,
+              check_inputs: Callable[[dict], Any]) -> RunState:
     """Check the inputs, then create the run folder, its manifest and its MLflow parent run."""
     started = time.time()
     plan = plan or make_plan(options)
-    (check_inputs or check_user_inputs)(plan.resolved)  # before any run folder or MLflow run exists
+    check_inputs(plan.resolved)  # before any run folder or MLflow run exists
     tracker = tracker or MlflowTracker()
     stale = tracker.end_stale()
     if stale:
@@ -294,22 +300,6 @@ def drift_lines(metrics: dict[str, float]) -> list[str]:
         return []
     return [f"    drift: {', '.join(found)}: the new data differ from the training data; see the banner of "
             f"dashboard.html and tables/drift_*.csv before acting on the scores"]
-
-
-def check_user_inputs(resolved: dict[str, dict[str, Any]]) -> None:
-    """Check the user's files and what the steps will make of them (:mod:`preflight`); print what was counted.
-
-    Raises DataContractError or ParameterError on anything a notebook would fail on later.
-    """
-    merged: dict[str, Any] = {}
-    for step in catalog.STEPS:
-        merged.update(params_mod.with_defaults(step.notebook, resolved.get(step.name, {})))
-    for report in preflight.check_inputs(merged):
-        say(f"input check: {report.file}: {report.rows:,} rows, {report.n_warnings} counted warning(s)")
-        for warning in report.warnings:
-            say(f"    warning: {warning}")
-        if report.counts:
-            say("    counted: " + ", ".join(f"{key} {count:,}" for key, count in report.counts.items()))
 
 
 def reuse_step(run: Path, reusable: dict, record: StepRecord) -> None:
