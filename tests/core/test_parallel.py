@@ -132,3 +132,9 @@ def test_a_model_that_is_not_thread_safe_is_scored_in_one_call():
 def test_chunks_of_no_rows_are_refused():
     with pytest.raises(ValueError, match="chunk_rows"):
         parallel.predict_in_chunks(np.asarray, np.zeros(3), chunk_rows=0)
+
+
+def test_models_are_cut_into_runs_that_share_the_cores_and_runs_that_go_alone():
+    models = {"a": object(), "b": object(), "c": _Unsafe(), "d": _Wrapper(_Unsafe()), "e": object()}
+    assert parallel.thread_safe_runs(models) == [(["a", "b"], None), (["c", "d"], 1), (["e"], None)]
+    assert parallel.thread_safe_runs({}) == []

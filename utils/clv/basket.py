@@ -14,6 +14,7 @@ customer_id -> reference date), the rule of :func:`utils.clv.features.build_clv_
 """
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -111,16 +112,27 @@ def parse_baskets(baskets: pd.Series | np.ndarray | list) -> pd.DataFrame:
     for position, text in enumerate(np.asarray(baskets, dtype=object)):
         if text is None or (isinstance(text, float) and np.isnan(text)):
             continue
-        try:
-            basket = json.loads(text)
-        except (TypeError, json.JSONDecodeError):
-            basket = None
-        if not isinstance(basket, dict):
+        items = _basket_items(text) if isinstance(text, str) else _parse_basket(text)
+        if items is None:
             # Bad data, not a caller's wrong type: a ValueError, as for unreadable text.
-            raise ValueError(  # noqa: TRY004
+            raise ValueError(
                 f"{BASKET_COLUMN}: row {position} is not a JSON object of product -> amount: {text!r:.80}")
-        rows.extend([position] * len(basket))
-        products.extend(basket.keys())
-        amounts.extend(basket.values())
+        rows.extend([position] * len(items[0]))
+        products.extend(items[0])
+        amounts.extend(items[1])
     return pd.DataFrame({"row": np.asarray(rows, dtype="int64"), "product": pd.Series(products, dtype=object),
                          "amount": np.asarray(amounts, dtype="float64")})
+
+
+def _parse_basket(text) -> tuple[tuple, tuple] | None:
+    """(products, amounts) of one basket's JSON text, or None if it is no JSON object."""
+    try:
+        basket = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return None
+    return (tuple(basket.keys()), tuple(basket.values())) if isinstance(basket, dict) else None
+
+
+# The same customers' baskets are read again in every CV fold, tuning trial, refit and
+# prediction of 04: parsed once per distinct text (immutable tuples, so sharing is safe).
+_basket_items = functools.lru_cache(maxsize=1 << 17)(_parse_basket)

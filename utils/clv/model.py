@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 from utils.clv.basket import BASKET_COLUMN, parse_baskets
 from utils.clv.metrics import normalized_gini, spearman
 from utils.clv.products import ProductSignal
-from utils.core.parallel import ordered_map, thread_safe
+from utils.core.parallel import ordered_map, thread_safe, thread_safe_runs
 from utils.core.splits import time_split as _time_split
 
 NAIVE_FEATURE = "window_revenue"  # the first-window revenue, used as its own forecast
@@ -483,7 +483,7 @@ def select_by_time_cv(candidates: dict, X: pd.DataFrame, y, n_splits: int = 3,
         return _fold_scores(candidates[name], frames[name], y, naive, fit, check), time.perf_counter() - started
 
     rows = []
-    for names, workers in _thread_safe_runs(candidates):
+    for names, workers in thread_safe_runs(candidates):
         done = ordered_map(fold, [(name, f) for name in names for f in folds], workers)
         for name in names:
             results = [next(done) for _ in folds]
@@ -500,19 +500,6 @@ def select_by_time_cv(candidates: dict, X: pd.DataFrame, y, n_splits: int = 3,
     table["cv_score"] = table[["cv_gini_gain", "cv_spearman_gain"]].min(axis=1)
     best = table.sort_values("cv_score", ascending=False, kind="stable").iloc[0]["model"]
     return str(best), table
-
-
-def _thread_safe_runs(candidates: dict) -> list[tuple[list[str], int | None]]:
-    """The candidates in their order, cut into runs that may share the cores (workers None: every core)
-    and runs that must go one at a time (workers 1: :func:`utils.core.parallel.thread_safe` says no)."""
-    runs: list[tuple[list[str], int | None]] = []
-    for name, model in candidates.items():
-        workers = None if thread_safe(model) else 1
-        if runs and runs[-1][1] == workers:
-            runs[-1][0].append(name)
-        else:
-            runs.append(([name], workers))
-    return runs
 
 
 def _fold_scores(model, X: pd.DataFrame, y: np.ndarray, naive: np.ndarray, fit_rows, check_rows) -> tuple:

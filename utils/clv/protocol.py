@@ -44,6 +44,7 @@ from utils.clv.model import (
     tune_enriched_hurdle,
     tune_hurdle,
 )
+from utils.core.parallel import ordered_map, thread_safe_runs
 
 # fit_on x spend_orders; "btyd_window_repeat" is the textbook calibration-period fit.
 BTYD_VARIANTS = {"btyd_window_repeat": ("window", "repeat"), "btyd_window_all": ("window", "all"),
@@ -122,9 +123,12 @@ def roles(names, registered: str, reference: str) -> list[str]:
 
 
 def fit_all(models: dict, reads: dict, train: pd.DataFrame) -> dict:
-    """Every candidate refitted on the whole training part."""
+    """Every candidate refitted on the whole training part (side by side where thread-safe: the same fits)."""
     y = train[TARGET].to_numpy()
-    return {name: model.fit(train[reads[name]], y) for name, model in models.items()}
+    fitted = {}
+    for names, workers in thread_safe_runs(models):
+        fitted.update(zip(names, ordered_map(lambda name: models[name].fit(train[reads[name]], y), names, workers)))
+    return {name: fitted[name] for name in models}
 
 
 def read_out(fitted: dict, reads: dict, test: pd.DataFrame, reference: str, n_boot: int,

@@ -18,7 +18,7 @@ The number of workers is the number of cores this process may use, or
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -97,6 +97,19 @@ def thread_safe(model: object) -> bool:
                     if inner is not None)
         todo.extend(step for _, step in getattr(current, "steps", None) or [] if step not in (None, "passthrough"))
     return True
+
+
+def thread_safe_runs(models: Mapping[str, object]) -> list[tuple[list[str], int | None]]:
+    """The models' names in their order, cut into runs that may share the cores (workers None: every
+    core) and runs whose models must go one at a time (workers 1: not :func:`thread_safe`)."""
+    runs: list[tuple[list[str], int | None]] = []
+    for name, model in models.items():
+        workers = None if thread_safe(model) else 1
+        if runs and runs[-1][1] == workers:
+            runs[-1][0].append(name)
+        else:
+            runs.append(([name], workers))
+    return runs
 
 
 def predict_in_chunks(predict: Callable, X, chunk_rows: int = CHUNK_ROWS, workers: int | None = None,
