@@ -14,7 +14,6 @@ customer_id -> reference date), the rule of :func:`utils.clv.features.build_clv_
 """
 from __future__ import annotations
 
-import functools
 import json
 
 import numpy as np
@@ -112,7 +111,7 @@ def parse_baskets(baskets: pd.Series | np.ndarray | list) -> pd.DataFrame:
     for position, text in enumerate(np.asarray(baskets, dtype=object)):
         if text is None or (isinstance(text, float) and np.isnan(text)):
             continue
-        items = _basket_items(text) if isinstance(text, str) else _parse_basket(text)
+        items = _cached_basket(text) if isinstance(text, str) else _parse_basket(text)
         if items is None:
             # Bad data, not a caller's wrong type: a ValueError, as for unreadable text.
             raise ValueError(
@@ -134,5 +133,16 @@ def _parse_basket(text) -> tuple[tuple, tuple] | None:
 
 
 # The same customers' baskets are read again in every CV fold, tuning trial, refit and
-# prediction of 04: parsed once per distinct text (immutable tuples, so sharing is safe).
-_basket_items = functools.lru_cache(maxsize=1 << 17)(_parse_basket)
+# prediction of 04: each distinct text is parsed once (immutable tuples, safe to share).
+_CACHE_SIZE = 1 << 17
+
+
+def _cached_basket(text: str) -> tuple[tuple, tuple] | None:
+    # The cache is looked up by name at call time, not referenced: a model pickled by value
+    # (utils.core.tracking.log_model) carries this function, never the cache's contents.
+    cache = globals().setdefault("_parsed_baskets", {})
+    if text not in cache:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[text] = _parse_basket(text)
+    return cache[text]
