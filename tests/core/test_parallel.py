@@ -138,3 +138,13 @@ def test_models_are_cut_into_runs_that_share_the_cores_and_runs_that_go_alone():
     models = {"a": object(), "b": object(), "c": _Unsafe(), "d": _Wrapper(_Unsafe()), "e": object()}
     assert parallel.thread_safe_runs(models) == [(["a", "b"], None), (["c", "d"], 1), (["e"], None)]
     assert parallel.thread_safe_runs({}) == []
+
+
+def test_resamples_are_the_ones_a_loop_draws_and_come_back_in_order():
+    loop_rng = np.random.default_rng(11)
+    loop = [float(np.sum(np.sqrt(loop_rng.integers(0, 500, 500)))) for _ in range(23)]
+    side_by_side = list(parallel.map_resamples(lambda rows: float(np.sum(np.sqrt(rows))), 500, 23,
+                                               np.random.default_rng(11), block=5, workers=3))
+    assert side_by_side == loop
+    with pytest.raises(ValueError, match="block"):
+        list(parallel.map_resamples(len, 10, 3, np.random.default_rng(0), block=0))

@@ -76,6 +76,23 @@ def ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int | N
                 future.cancel()
 
 
+def map_resamples(function: Callable[[np.ndarray], R], n_rows: int, n_resamples: int, rng: np.random.Generator,
+                  block: int = 100, workers: int | None = None) -> Iterator[R]:
+    """``function(rows)`` for ``n_resamples`` bootstrap resamples of ``n_rows`` rows, yielded in order.
+
+    The resamples are drawn here, one after the other, exactly as a loop of
+    ``rows = rng.integers(0, n_rows, n_rows)`` draws them (so the same ones); only the work on
+    them runs side by side, ``block`` resamples at a time (their row indices held in memory).
+    """
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    done = 0
+    while done < n_resamples:
+        drawn = [rng.integers(0, n_rows, n_rows) for _ in range(min(block, n_resamples - done))]
+        yield from ordered_map(function, drawn, workers)
+        done += len(drawn)
+
+
 # Rows per block when one model scores many rows: fixed, so the blocks (and any arithmetic that
 # could depend on them) are the same whatever the number of workers.
 CHUNK_ROWS = 20_000

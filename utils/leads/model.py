@@ -43,7 +43,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from utils.core.contracts import DataContractError
-from utils.core.parallel import default_workers, ordered_map
+from utils.core.parallel import default_workers, map_resamples, ordered_map
 from utils.core.splits import time_split as _time_split
 from utils.leads.cleaning import CITY_COLUMN, INTERACTION_GROUPS, LEVEL_COLUMNS, RAW_INPUTS, LeadCleaner
 from utils.leads.schema import LEADS_TARGET
@@ -239,12 +239,13 @@ def bootstrap_auc_ci(y_true: Iterable[int], scores: Iterable[float], n_bootstrap
                      level: float = 0.95, random_state: int = 42) -> tuple[float, float]:
     """Percentile bootstrap interval of the AUC (resampling rows of the holdout)."""
     y_true, scores = np.asarray(y_true), np.asarray(scores, dtype="float64")
+
+    def auc(idx: np.ndarray) -> float | None:
+        # a resample with one class has no AUC
+        return roc_auc_score(y_true[idx], scores[idx]) if y_true[idx].min() != y_true[idx].max() else None
+
     rng = np.random.default_rng(random_state)
-    aucs = []
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, len(y_true), len(y_true))
-        if y_true[idx].min() != y_true[idx].max():  # a resample with one class has no AUC
-            aucs.append(roc_auc_score(y_true[idx], scores[idx]))
+    aucs = [a for a in map_resamples(auc, len(y_true), n_bootstrap, rng) if a is not None]
     if not aucs:
         raise ValueError("no bootstrap resample held both classes")
     tail = (1 - level) / 2 * 100

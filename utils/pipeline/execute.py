@@ -238,7 +238,9 @@ def shutdown(km: Any, now: bool = True) -> None:
         if km.has_kernel:
             asyncio.run(km.shutdown_kernel(now=now))
         else:
-            km.cleanup_resources()
+            cleaned = km.cleanup_resources()  # a coroutine for the asynchronous managers used here
+            if asyncio.iscoroutine(cleaned):
+                asyncio.run(cleaned)
     except Exception:  # noqa: BLE001 - best effort: the process may be gone already
         process = getattr(getattr(km, "provisioner", None), "process", None)
         if process is not None and process.poll() is None:
