@@ -28,7 +28,7 @@ import os
 import signal
 import sys
 
-from utils.core.contracts import DataContractError
+from utils.core.errors import DataContractError
 from utils.pipeline import catalog, compare, environment, plan
 from utils.pipeline import params as params_mod
 from utils.pipeline.execute import StepFailed

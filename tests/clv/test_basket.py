@@ -87,6 +87,30 @@ def test_parse_baskets_skips_missing_and_names_a_bad_row():
         parse_baskets(["[1, 2]"])
 
 
+def test_parsing_a_basket_again_gives_the_same_rows_and_a_bad_one_is_still_named():
+    baskets = ['{"A": 1.5, "B": -2}', None, '{"A": 1.5, "B": -2}', "{}", '{"C": 3}']
+    first, again = parse_baskets(baskets), parse_baskets(list(reversed(baskets)))
+    assert first["row"].tolist() == [0, 0, 2, 2, 4] and first["product"].tolist() == ["A", "B", "A", "B", "C"]
+    assert again["row"].tolist() == [0, 2, 2, 4, 4] and again["amount"].tolist() == [3.0, 1.5, -2.0, 1.5, -2.0]
+    for _ in range(2):  # parsed once, refused every time
+        with pytest.raises(ValueError, match="row 1"):
+            parse_baskets(['{"A": 1}', '"just text"'])
+
+
+def test_a_model_pickled_by_value_carries_the_parser_but_not_its_cache():
+    import pickle
+
+    import cloudpickle
+
+    from utils.core.tracking import pickled_by_value
+
+    parse_baskets([f'{{"P{i}": {i}}}' for i in range(5_000)])
+    with pickled_by_value():
+        blob = cloudpickle.dumps(parse_baskets)
+    assert len(blob) < 20_000, "five thousand parsed baskets must not travel with the model"
+    assert pickle.loads(blob)(['{"A": 2}'])["amount"].tolist() == [2.0]
+
+
 def test_nothing_after_the_window_reaches_any_basket_feature():
     lines = tiny_lines()
     late = lines["timestamp"] >= T0 + 7 * DAY

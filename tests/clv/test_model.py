@@ -139,6 +139,17 @@ def test_random_forest_baseline_handles_missing_values():
     assert np.isfinite(forest.predict(df[FEATURES])).all()
 
 
+def test_a_forest_on_half_size_samples_is_lighter_and_refuses_shares_outside_zero_one():
+    df = customers_frame(800)
+    full, half = (make_random_forest(10, random_state=0, max_samples=share).fit(df[FEATURES], df[TARGET])
+                  for share in (None, 0.5))
+    nodes = [np.mean([tree.tree_.node_count for tree in forest.named_steps["forest"].estimators_]) for forest in (full, half)]
+    assert nodes[1] < 0.7 * nodes[0]
+    for share in (0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="max_samples"):
+            make_random_forest(10, max_samples=share)
+
+
 def test_champion_is_scored_on_the_same_test_set_or_not_at_all():
     df = customers_frame(300)
     champion = HurdleCLV(n_estimators_clf=10).fit(df[FEATURES], df[TARGET])
@@ -271,6 +282,49 @@ def test_selection_picks_the_model_that_ranks_better_by_a_clear_margin():
     assert table.set_index("model").loc["naive", "cv_score"] == 0.0
     with pytest.raises(ValueError, match="window_revenue"):
         select_by_time_cv(candidates, df[["web_actions"]], df[TARGET])
+
+
+class _Recording(NaiveCLV):
+    """The naive rule, noting which thread fitted it; ``thread_safe = False`` like BTYDRegressor."""
+
+    thread_safe = False
+    threads: list = []
+
+    def fit(self, X, y=None):
+        import threading
+
+        _Recording.threads.append(threading.current_thread().name)
+        return super().fit(X, y)
+
+
+def test_selection_side_by_side_gives_the_table_of_one_thread_and_runs_the_unsafe_alone(monkeypatch):
+    df = customers_frame(1500, seed=5)
+    candidates = {"naive": NaiveCLV(), "hurdle": HurdleCLV(n_estimators_clf=60, random_state=0),
+                  "unsafe": _Recording(), "forest": make_random_forest(20, random_state=0, max_samples=0.5),
+                  "hurdle_b": HurdleCLV(n_estimators_clf=30, num_leaves=7, random_state=1)}
+    columns = {name: FEATURES for name in candidates} | {"naive": ["window_revenue"], "unsafe": ["window_revenue"]}
+    monkeypatch.setenv("LEAD2VALUE_WORKERS", "1")
+    _, alone = select_by_time_cv(candidates, df, df[TARGET], 3, columns)
+    monkeypatch.setenv("LEAD2VALUE_WORKERS", "2")
+    _Recording.threads.clear()
+    progress = []
+    _, side_by_side = select_by_time_cv(candidates, df, df[TARGET], 3, columns, progress=progress.append)
+    pd.testing.assert_frame_equal(alone.drop(columns="seconds"), side_by_side.drop(columns="seconds"), check_exact=True)
+    assert list(side_by_side["model"]) == list(candidates)
+    assert [line.split(":")[0].strip() for line in progress] == list(candidates), "progress in the candidates' order"
+    assert set(_Recording.threads) == {"MainThread"}, "a model that is not thread-safe runs alone, in the caller"
+
+
+def test_burn_in_side_by_side_gives_the_table_of_one_thread(monkeypatch):
+    model = HurdleCLV(n_estimators_clf=30, random_state=0)
+    df = censored_frame(1200)
+    args = (df[FEATURES], df[TARGET], df["ref_date"], pd.Timestamp("2021-01-01"), [0, 40, 60])
+    monkeypatch.setenv("LEAD2VALUE_WORKERS", "1")
+    alone = burn_in_cv(model, *args)
+    monkeypatch.setenv("LEAD2VALUE_WORKERS", "2")
+    side_by_side = burn_in_cv(model, *args)
+    assert alone[0] == side_by_side[0]
+    pd.testing.assert_frame_equal(alone[1], side_by_side[1], check_exact=True)
 
 
 def test_tuning_the_enriched_hurdle_returns_the_best_trial_of_its_table():

@@ -54,6 +54,20 @@ def test_every_candidate_fits_and_names_what_it_reads(shop):
             assert set(model.feature_names_in_) <= set(reads[name]), name
 
 
+def test_refitting_side_by_side_gives_the_models_of_one_thread(shop, monkeypatch):
+    train, history, _ = shop
+    columns = protocol.model_columns(train)
+    predictions = []
+    for workers in ("1", "2"):
+        monkeypatch.setenv("LEAD2VALUE_WORKERS", workers)
+        models, reads = protocol.candidates(history, 150, {}, {"n_estimators_clf": 10}, 10, 0, columns, 0.5)
+        fitted = protocol.fit_all(models, reads, train)
+        assert list(fitted) == list(models)
+        predictions.append({name: model.predict(train[reads[name]]) for name, model in fitted.items()})
+    for name, alone in predictions[0].items():
+        assert np.array_equal(alone, predictions[1][name]), name
+
+
 def test_the_test_customers_decide_nothing(shop, first):
     """Scrambling the test customers' outcomes changes the read-out and nothing before it."""
     train, history, start = shop

@@ -78,6 +78,26 @@ def test_cv_auc_uses_probabilities_of_a_fitted_pipeline():
     assert len(aucs) == 3 and all(0.6 < a < 1 for a in aucs)
 
 
+def test_cv_folds_side_by_side_give_the_values_of_a_plain_loop(monkeypatch):
+    frame = clean_leads(900, seed=3)
+    X, y = lm.split_xy(frame)
+    pipe = lm.build_lead_pipeline(FAST, random_state=7)  # compare_families seeds its models with random_state too
+    splits = lm.fold_splits(X, y, folds=4, random_state=7)
+    assert len(splits) == 4 and sorted(np.concatenate([check for _, check in splits]).tolist()) == list(range(len(y)))
+    loop = [lm.fold_auc(pipe, X, y, fit_rows, check_rows) for fit_rows, check_rows in splits]
+    monkeypatch.setenv("LEAD2VALUE_WORKERS", "2")
+    assert lm.cv_auc(pipe, X, y, folds=4, random_state=7) == loop
+    table = lm.compare_families(X, y, ["lightgbm", "lr"], folds=4, random_state=7, params={"lightgbm": FAST})
+    assert table.set_index("family").loc["lightgbm", ["fold_1", "fold_2", "fold_3", "fold_4"]].tolist() == loop
+
+
+def test_lightgbm_gives_the_same_model_on_one_thread_or_two():
+    frame = clean_leads(1200, seed=4)
+    X, y = lm.split_xy(frame)
+    one, two = (lm.build_lead_pipeline(FAST, n_jobs=n).fit(X, y) for n in (1, 2))
+    assert np.array_equal(lm.positive_proba(one, X), lm.positive_proba(two, X))
+
+
 def test_bootstrap_interval_brackets_the_auc_and_is_reproducible():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 400)
@@ -188,6 +208,22 @@ def test_permutation_importance_ranks_the_informative_inputs_first():
     table = lm.permutation_importance_table(pipe, X.iloc[1000:], y[1000:], n_repeats=3)
     assert set(table["feature"].head(3)) >= {"city"}
     assert table.loc[table["feature"] == "social_interaction", "auc_drop"].abs().iloc[0] < 0.01
+
+
+def test_permutation_importance_on_a_fixed_sample_is_reproducible_and_thread_count_free(monkeypatch):
+    frame = clean_leads(2500, seed=2)
+    X, y = lm.split_xy(frame)
+    pipe = lm.build_lead_pipeline(FAST).fit(X.iloc[:1000], y[:1000])
+    monkeypatch.setenv("LEAD2VALUE_WORKERS", "1")
+    alone = lm.permutation_importance_table(pipe, X.iloc[1000:], y[1000:], n_repeats=2, max_rows=600)
+    monkeypatch.setenv("LEAD2VALUE_WORKERS", "2")
+    side_by_side = lm.permutation_importance_table(pipe, X.iloc[1000:], y[1000:], n_repeats=2, max_rows=600)
+    pd.testing.assert_frame_equal(alone, side_by_side, check_exact=True)
+    every_row = lm.permutation_importance_table(pipe, X.iloc[1000:], y[1000:], n_repeats=2)
+    assert not alone["auc_drop"].equals(every_row["auc_drop"]), "600 of 1,500 rows: another estimate"
+    assert alone["feature"].iloc[0] == every_row["feature"].iloc[0] == "city"
+    with pytest.raises(ValueError, match="max_rows"):
+        lm.permutation_importance_table(pipe, X.iloc[1000:], y[1000:], max_rows=1)
 
 
 # --- MLflow and the promotion gate --------------------------------------------------------

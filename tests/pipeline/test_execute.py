@@ -19,3 +19,110 @@ def test_the_iri_grammar_is_not_compiled_and_notebooks_still_validate():
     out = subprocess.run([sys.executable, "-c", SKIPPED_GRAMMAR], cwd=PROJECT_ROOT, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["True", "False"]
+
+
+# --- spare kernels ------------------------------------------------------------------------------
+
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from utils.pipeline import catalog, execute  # noqa: E402
+from utils.pipeline.catalog import Step  # noqa: E402
+
+
+def notebook(folder: Path, *sources: str) -> Path:
+    cells = [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
+             for i, src in enumerate(sources)]
+    path = folder / "tiny.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "py",
+                                                                            "language": "python"}},
+                                "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+class TinyStep(Step):
+    """A step whose notebook is a file of the test's own."""
+
+    def __new__(cls, path: Path):
+        step = super().__new__(cls)
+        object.__setattr__(step, "_path", path)
+        return step
+
+    def __init__(self, path: Path):
+        super().__init__("tiny", "a test notebook")
+
+    @property
+    def notebook(self) -> Path:
+        return self._path
+
+
+def test_a_spare_kernel_runs_only_an_import_cell_ahead(tmp_path):
+    imports = execute.warm_up_code(notebook(tmp_path, "import json\nfrom pathlib import Path", "x = 1"))
+    assert imports.startswith("import json\nfrom pathlib import Path") and "configure()" in imports
+    code_first = execute.warm_up_code(notebook(tmp_path, "import json\nx = json.dumps(1)", "y = 2"))
+    assert "json" not in code_first and "configure()" in code_first
+    assert "configure()" in execute.warm_up_code(catalog.step("03").notebook)
+    assert execute.warm_up_code(catalog.step("03").notebook).startswith("import json")
+
+
+def test_every_kernel_gets_sockets_of_its_own_outside_the_project():
+    first, second = execute.LocalKernelManager(), execute.LocalKernelManager()
+    assert first.transport == "ipc" and first.ip != second.ip
+    assert Path(first.ip).is_absolute() and not Path(first.ip).is_relative_to(execute.paths.PROJECT_ROOT)
+
+
+def test_a_notebook_on_a_spare_kernel_reads_as_one_on_a_fresh_kernel(tmp_path):
+    step = TinyStep(notebook(tmp_path, "import json", "print(json.dumps({'spare': True}))"))
+    spare = execute.SpareKernel(step, tmp_path).start()
+    km = spare.take()
+    assert km is not None and km.has_kernel
+    try:
+        out = execute.run_notebook(step, tmp_path, {}, html=False, km=km)
+    finally:
+        execute.shutdown(km)
+    cells = json.loads(out.read_text())["cells"]
+    assert [c["execution_count"] for c in cells] == [1, 2], "the silent warm-up counts no execution"
+    assert "".join(cells[1]["outputs"][0]["text"]) == '{"spare": true}\n'
+    assert not km.has_kernel
+
+
+def test_a_discarded_spare_is_killed_at_once_from_any_thread(tmp_path):
+    step = TinyStep(notebook(tmp_path, "import time"))
+    spare = execute.SpareKernel(step, tmp_path).start()
+    km = spare.take()
+    process = km.provisioner.process
+    started = time.monotonic()
+    spare.discard()
+    process.wait(timeout=10)
+    assert time.monotonic() - started < 5 and spare.take() is None
+
+
+class FakeSpare:
+    def __init__(self, step, run):
+        self.step, self.run, self.discarded = step, Path(run), False
+
+    def start(self):
+        return self
+
+    def discard(self):
+        self.discarded = True
+
+
+def test_spares_are_kept_per_step_and_given_up_past_the_memory_limit(monkeypatch, tmp_path):
+    monkeypatch.setattr(execute, "SpareKernel", FakeSpare)
+    executor = execute.PapermillExecutor()
+    eda, cleaning = catalog.step("01"), catalog.step("02")
+    executor.prepare(eda, tmp_path)
+    executor.prepare(eda, tmp_path)  # the same one, not a second
+    executor.prepare(cleaning, tmp_path)
+    assert len(executor.spares) == 2
+    first = executor.spares[("01_eda", tmp_path)]
+    executor.drop(eda)
+    assert first.discarded and list(executor.spares) == [("02_cleaning", tmp_path)]
+    executor._watch(execute.SPARE_KERNEL_LIMIT_MB - 1)
+    assert executor.spares, "under the limit the spare stays"
+    executor._watch(execute.SPARE_KERNEL_LIMIT_MB + 1)
+    assert not executor.spares

@@ -111,16 +111,38 @@ def parse_baskets(baskets: pd.Series | np.ndarray | list) -> pd.DataFrame:
     for position, text in enumerate(np.asarray(baskets, dtype=object)):
         if text is None or (isinstance(text, float) and np.isnan(text)):
             continue
-        try:
-            basket = json.loads(text)
-        except (TypeError, json.JSONDecodeError):
-            basket = None
-        if not isinstance(basket, dict):
+        items = _cached_basket(text) if isinstance(text, str) else _parse_basket(text)
+        if items is None:
             # Bad data, not a caller's wrong type: a ValueError, as for unreadable text.
-            raise ValueError(  # noqa: TRY004
+            raise ValueError(
                 f"{BASKET_COLUMN}: row {position} is not a JSON object of product -> amount: {text!r:.80}")
-        rows.extend([position] * len(basket))
-        products.extend(basket.keys())
-        amounts.extend(basket.values())
+        rows.extend([position] * len(items[0]))
+        products.extend(items[0])
+        amounts.extend(items[1])
     return pd.DataFrame({"row": np.asarray(rows, dtype="int64"), "product": pd.Series(products, dtype=object),
                          "amount": np.asarray(amounts, dtype="float64")})
+
+
+def _parse_basket(text) -> tuple[tuple, tuple] | None:
+    """(products, amounts) of one basket's JSON text, or None if it is no JSON object."""
+    try:
+        basket = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        return None
+    return (tuple(basket.keys()), tuple(basket.values())) if isinstance(basket, dict) else None
+
+
+# The same customers' baskets are read again in every CV fold, tuning trial, refit and
+# prediction of 04: each distinct text is parsed once (immutable tuples, safe to share).
+_CACHE_SIZE = 1 << 17
+
+
+def _cached_basket(text: str) -> tuple[tuple, tuple] | None:
+    # The cache is looked up by name at call time, not referenced: a model pickled by value
+    # (utils.core.tracking.log_model) carries this function, never the cache's contents.
+    cache = globals().setdefault("_parsed_baskets", {})
+    if text not in cache:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[text] = _parse_basket(text)
+    return cache[text]

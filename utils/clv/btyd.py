@@ -95,6 +95,10 @@ class BTYDRegressor(RegressorMixin, BaseEstimator):
     customer_id) for the same customers.
     """
 
+    # lifetimes is quietened through process-wide state (warning filters, sys.stdout): never beside
+    # other threads (utils.core.parallel runs it alone).
+    thread_safe = False
+
     def __init__(self, horizon_days: float = 180.0, spend_orders: str = "repeat", fit_on: str = "window",
                  history: pd.DataFrame | None = None, penalizer_coef: float = 0.0,
                  gg_penalizer_coef: float = 0.0, time_unit_days: float = 7.0):

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata, spearmanr
 
+from utils.core.parallel import map_resamples
+
 
 def gini(actual, predicted) -> float:
     """Gini of ``actual`` ordered by ``predicted`` (descending): area between Lorenz curve and diagonal.
@@ -203,14 +205,15 @@ def paired_bootstrap(actual, predicted_a, predicted_b, metric: Callable = normal
         raise ValueError(f"paired_bootstrap: level must be in (0, 1), got {level}")
     if n_boot < 1:
         raise ValueError(f"paired_bootstrap: n_boot must be >= 1, got {n_boot}")
-    rng = np.random.default_rng(random_state)
-    diffs, skipped = [], 0
-    for _ in range(n_boot):
-        rows = rng.integers(0, len(actual), len(actual))
+    def difference(rows: np.ndarray) -> float | None:
         try:
-            diffs.append(metric(actual[rows], a[rows]) - metric(actual[rows], b[rows]))
+            return metric(actual[rows], a[rows]) - metric(actual[rows], b[rows])
         except ValueError:
-            skipped += 1
+            return None
+
+    every = list(map_resamples(difference, len(actual), n_boot, np.random.default_rng(random_state)))
+    diffs = [d for d in every if d is not None]
+    skipped = len(every) - len(diffs)
     if not diffs:
         raise ValueError("paired_bootstrap: the metric was undefined on every resample")
     tail = (1 - level) / 2
@@ -235,17 +238,18 @@ def bootstrap_scores(actual, predictions: dict[str, np.ndarray], n_boot: int = 1
         raise ValueError("bootstrap_scores: every prediction must be as long as actual")
     if n_boot < 1:
         raise ValueError(f"bootstrap_scores: n_boot must be >= 1, got {n_boot}")
-    rng = np.random.default_rng(random_state)
-    ginis, spearmans = [], []
-    for _ in range(n_boot):
-        rows = rng.integers(0, len(actual), len(actual))
+    def scores(rows: np.ndarray) -> tuple[list[float], list[float]] | None:
         sample = actual[rows]
         if sample.sum() == 0 or np.all(sample == sample[0]):
-            continue
+            return None
         best = gini(sample, sample)
         actual_rank = rankdata(sample)
-        ginis.append([gini(sample, row[rows]) / best for row in matrix])
-        spearmans.append([_rank_correlation(actual_rank, row[rows]) for row in matrix])
+        return ([gini(sample, row[rows]) / best for row in matrix],
+                [_rank_correlation(actual_rank, row[rows]) for row in matrix])
+
+    # The resamples drawn in order, scored side by side: the same numbers as one by one.
+    kept = [s for s in map_resamples(scores, len(actual), n_boot, np.random.default_rng(random_state)) if s is not None]
+    ginis, spearmans = [g for g, _ in kept], [r for _, r in kept]
     if not ginis:
         raise ValueError("bootstrap_scores: nothing could be ranked on any resample")
     return {"gini": pd.DataFrame(ginis, columns=names), "spearman": pd.DataFrame(spearmans, columns=names)}

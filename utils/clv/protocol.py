@@ -44,6 +44,7 @@ from utils.clv.model import (
     tune_enriched_hurdle,
     tune_hurdle,
 )
+from utils.core.parallel import ordered_map, thread_safe_runs
 
 # fit_on x spend_orders; "btyd_window_repeat" is the textbook calibration-period fit.
 BTYD_VARIANTS = {"btyd_window_repeat": ("window", "repeat"), "btyd_window_all": ("window", "all"),
@@ -89,15 +90,17 @@ def decide_burn_in(train: pd.DataFrame, data_start: pd.Timestamp, candidates: li
 
 
 def candidates(history: pd.DataFrame, horizon_days: int, hurdle_params: dict, enriched_params: dict,
-               rf_n_estimators: int, random_state: int, columns: dict[str, list[str]]) -> tuple[dict, dict]:
-    """Every candidate model, and the columns each reads."""
+               rf_n_estimators: int, random_state: int, columns: dict[str, list[str]],
+               rf_max_samples: float | None = None) -> tuple[dict, dict]:
+    """Every candidate model, and the columns each reads (``rf_max_samples``: see
+    :func:`utils.clv.model.make_random_forest`)."""
     # "baseline" (everyone gets the training mean) ranks no one: the floor of every table.
     models: dict = {"baseline": DummyRegressor(strategy="mean"), "naive": NaiveCLV()}
     reads: dict = {"baseline": columns["naive"], "naive": columns["naive"]}
     for name, (fit_on, spend) in BTYD_VARIANTS.items():
         models[name] = BTYDRegressor(horizon_days=horizon_days, fit_on=fit_on, spend_orders=spend, history=history)
         reads[name] = columns["btyd"]
-    models["rf"] = make_random_forest(rf_n_estimators, random_state=random_state)
+    models["rf"] = make_random_forest(rf_n_estimators, random_state=random_state, max_samples=rf_max_samples)
     models["hurdle"] = HurdleCLV(random_state=random_state, **hurdle_params)
     reads["rf"] = reads["hurdle"] = columns["features"]
     models["tweedie_products"] = ProductSignalRegressor(TweedieCLV(random_state=random_state),
@@ -120,9 +123,12 @@ def roles(names, registered: str, reference: str) -> list[str]:
 
 
 def fit_all(models: dict, reads: dict, train: pd.DataFrame) -> dict:
-    """Every candidate refitted on the whole training part."""
+    """Every candidate refitted on the whole training part (side by side where thread-safe: the same fits)."""
     y = train[TARGET].to_numpy()
-    return {name: model.fit(train[reads[name]], y) for name, model in models.items()}
+    fitted = {}
+    for names, workers in thread_safe_runs(models):
+        fitted.update(zip(names, ordered_map(lambda name: models[name].fit(train[reads[name]], y), names, workers)))
+    return {name: fitted[name] for name in models}
 
 
 def read_out(fitted: dict, reads: dict, test: pd.DataFrame, reference: str, n_boot: int,
@@ -158,7 +164,8 @@ class ClvEvaluation:
 def evaluate(customers: pd.DataFrame, history: pd.DataFrame, horizon_days: int, data_start: pd.Timestamp,
              test_share: float = 0.3, tuning_trials: int = 20, tuning_folds: int = 3, rf_n_estimators: int = 300,
              burn_in_days: int = -1, burn_in_candidates: tuple[int, ...] = (0, 14, 28, 56), n_boot: int = 1000,
-             random_state: int = 42, progress: Callable[[str], None] | None = None) -> ClvEvaluation:
+             random_state: int = 42, progress: Callable[[str], None] | None = None,
+             rf_max_samples: float | None = None) -> ClvEvaluation:
     """The whole protocol on one CLV table (``clv_train``) and its training history (``clv_history``).
 
     ``burn_in_days`` = -1 lets time-ordered CV inside training choose among ``burn_in_candidates``.
@@ -180,7 +187,7 @@ def evaluate(customers: pd.DataFrame, history: pd.DataFrame, horizon_days: int, 
     enriched_params, enriched_tuning = tune_enriched_hurdle(train[columns["enriched"]], y, tuning_trials,
                                                             tuning_folds, random_state, progress)
     models, reads = candidates(history, horizon_days, hurdle_params, enriched_params, rf_n_estimators,
-                               random_state, columns)
+                               random_state, columns, rf_max_samples)
     say("selection: every candidate on the same folds")
     registered, selection = select_by_time_cv(models, train, y, tuning_folds, reads, progress)
     reference = btyd_reference(selection)

@@ -32,18 +32,9 @@ import numpy as np
 import pandas as pd
 from pandas._libs.tslibs.parsing import guess_datetime_format
 
+from utils.core.errors import DataContractError  # noqa: F401 - raised here, and imported from here by most callers
+
 logger = logging.getLogger(__name__)
-
-
-class DataContractError(ValueError):
-    """Input data breaks its contract. The message names the file, the column and the problem."""
-
-    def __init__(self, file: str, column: str | None, problem: str):
-        self.file = str(file)
-        self.column = column
-        self.problem = problem
-        where = f"column '{column}': " if column else ""
-        super().__init__(f"{self.file}: {where}{problem}")
 
 
 # --- the report -------------------------------------------------------------------------------

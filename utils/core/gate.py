@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from utils.core.parallel import map_resamples
+
 SYNTHETIC, USER, UNKNOWN = "synthetic", "user", "unknown"
 KINDS = (SYNTHETIC, USER, UNKNOWN)
 RULES = ("synthetic_never_replaces", "too_little_evidence", "no_champion", "user_replaces_synthetic",
@@ -178,14 +180,15 @@ def paired_bootstrap(y: Any, candidate: Any, champion: Any, metric: Callable[[An
     if not len(y) == len(candidate) == len(champion):
         raise ValueError(f"paired_bootstrap: {len(y)} outcomes, {len(candidate)} and {len(champion)} predictions")
     sign = 1.0 if higher_is_better else -1.0
-    rng = np.random.default_rng(random_state)
-    diffs = []
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, len(y), len(y))
+
+    def difference(idx: np.ndarray) -> float | None:
         try:
-            diffs.append(sign * (metric(y[idx], candidate[idx]) - metric(y[idx], champion[idx])))
+            return sign * (metric(y[idx], candidate[idx]) - metric(y[idx], champion[idx]))
         except ValueError:
-            continue
+            return None
+
+    rng = np.random.default_rng(random_state)
+    diffs = [d for d in map_resamples(difference, len(y), n_bootstrap, rng) if d is not None]
     if len(diffs) < n_bootstrap / 2:
         raise ValueError(f"paired_bootstrap: the metric is undefined on {n_bootstrap - len(diffs)} of {n_bootstrap} "
                          f"resamples of {len(y)} rows: too few rows to compare")

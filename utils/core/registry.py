@@ -25,6 +25,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from utils.core import gate, lineage, tracking
 from utils.core.files import read_json, write_json
+from utils.core.parallel import predict_in_chunks
 from utils.core.serving import unwrap
 
 CHAMPION_ALIAS = "champion"
@@ -77,7 +78,7 @@ def _predict_on(model: Any | None, X: Any, predict: Callable[[Any, Any], Any]) -
             return None, f"it needs columns this holdout lacks: {shown}"
     columns = list(needed) if needed is not None else list(X.columns)
     try:
-        return predict(model, X[columns]), ""
+        return predict_in_chunks(lambda rows: predict(model, rows), X[columns], model=model), ""
     except Exception as err:  # noqa: BLE001 - any failure means the same: it cannot score these rows
         return None, f"it fails on this holdout: {_first_line(err)}"
 
@@ -180,7 +181,8 @@ def register_candidate(model_uri: str, name: str, decision_file: Path, model: An
     """
     tracking.configure()
     champion = champion_for_gate(name, holdout, rule)
-    verdict = gate.decide(lineage.source_of(source), rule.predict(model, holdout.X), holdout, rule, champion)
+    candidate = predict_in_chunks(lambda rows: rule.predict(model, rows), holdout.X, model=model)
+    verdict = gate.decide(lineage.source_of(source), candidate, holdout, rule, champion)
     held_out = holdout.describe()
     tags = lineage.version_tags(source, context, held_out, rule.metric_name, verdict.score, trained_on)
     version = register_version(model_uri, name, tags)

@@ -28,6 +28,7 @@ from mlflow.types import ColSpec, Schema
 
 from utils.core import drift, env, paths
 from utils.core.files import write_json
+from utils.core.parallel import predict_in_chunks
 from utils.core.serving import NamedScore
 
 EXPERIMENT_NAME = "lead2value"
@@ -202,7 +203,9 @@ def log_model(model: Any, X_train: pd.DataFrame, score_column: str, *, method: s
     """
     X = X_train.reset_index(drop=True)
     served = NamedScore(model, score_column, method)
-    scores = served.predict(X)
+    # Every training row is scored for the reference: in blocks, on every core (the same scores).
+    scores = pd.DataFrame({score_column: predict_in_chunks(lambda rows: served.predict(rows)[score_column], X,
+                                                           model=model)})
     excluded = set(drift_exclude)
     reference = drift.build_reference(pd.concat([X.drop(columns=[c for c in X.columns if c in excluded]), scores], axis=1),
                                       n_bins=n_bins)

@@ -33,8 +33,9 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from joblib import parallel_config
 from lightgbm import LGBMClassifier
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
@@ -44,6 +45,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from utils.core.contracts import DataContractError
+from utils.core.parallel import default_workers, map_resamples, ordered_map
 from utils.core.splits import time_split as _time_split
 from utils.leads.cleaning import CITY_COLUMN, INTERACTION_GROUPS, LEVEL_COLUMNS, RAW_INPUTS, LeadCleaner
 from utils.leads.schema import LEADS_TARGET
@@ -124,8 +126,12 @@ def build_lead_pipeline(params: Mapping[str, Any] | None = None, random_state: i
     ``significant_levels`` fixes them (e.g. CodePro's own lists).
     ``family`` is "lightgbm" (``params`` override :data:`LGBM_PARAMS`) or "lr"
     (logistic regression on the same inputs, standardised; ``params`` go to
-    LogisticRegression). ``n_jobs=1`` by default: on a small machine LightGBM's
-    threads fight over the cores (a fit took 8x longer with two threads on two busy cores).
+    LogisticRegression). ``n_jobs`` is LightGBM's thread count: its trees are the same for
+    any count (``deterministic`` with column-wise histograms: each feature's histogram is summed
+    by one thread over every row, in row order). Cross-validation runs its folds side by side
+    instead (:func:`cv_auc`), each with one thread. LightGBM's OpenMP threads spin while they
+    wait for each other; on a busy machine that costs more than it gains unless
+    ``OMP_WAIT_POLICY=PASSIVE`` (the runner sets it for every notebook kernel).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
@@ -140,7 +146,8 @@ def build_lead_pipeline(params: Mapping[str, Any] | None = None, random_state: i
     if family == "lr":
         model = LogisticRegression(**{"C": 1.0, "max_iter": 2000, **(params or {})}, random_state=random_state)
     else:
-        model = LGBMClassifier(**{**LGBM_PARAMS, **(params or {})}, random_state=random_state, n_jobs=n_jobs, verbose=-1)
+        model = LGBMClassifier(**{**LGBM_PARAMS, **(params or {})}, random_state=random_state, n_jobs=n_jobs, verbose=-1,
+                               deterministic=True, force_col_wise=True)
     return Pipeline([("clean", LeadCleaner(significant_levels, level_cumulative)), ("preprocess", preprocess),
                      ("model", model)])
 
@@ -152,14 +159,20 @@ def compare_families(X: pd.DataFrame, y: np.ndarray, families: Iterable[str] = F
 
     ``cleaning``: keyword arguments of the cleaning step (``significant_levels``, ``level_cumulative``).
     """
-    rows = []
-    for family in [f.strip() for f in families if f.strip()]:
-        pipe = build_lead_pipeline((params or {}).get(family), random_state, family=family, **(cleaning or {}))
-        aucs = cv_auc(pipe, X, y, folds, random_state)
-        rows.append({"family": family, "cv_auc": float(np.mean(aucs)), "cv_auc_std": float(np.std(aucs)),
-                     **{f"fold_{i + 1}": a for i, a in enumerate(aucs)}})
-    if not rows:
+    families = [f.strip() for f in families if f.strip()]
+    if not families:
         raise ValueError("no model family to compare")
+    pipes = {family: build_lead_pipeline((params or {}).get(family), random_state, family=family, **(cleaning or {}))
+             for family in families}
+    splits = fold_splits(X, y, folds, random_state)
+    # Every fold of every family is one task: both cores busy, the table the same as fold by fold.
+    tasks = [(family, split) for family in families for split in splits]
+    aucs = list(ordered_map(lambda task: fold_auc(pipes[task[0]], X, y, *task[1]), tasks))
+    rows = []
+    for i, family in enumerate(families):
+        mine = aucs[i * len(splits):(i + 1) * len(splits)]
+        rows.append({"family": family, "cv_auc": float(np.mean(mine)), "cv_auc_std": float(np.std(mine)),
+                     **{f"fold_{k + 1}": a for k, a in enumerate(mine)}})
     return pd.DataFrame(rows).sort_values("cv_auc", ascending=False, ignore_index=True)
 
 
@@ -204,25 +217,37 @@ def positive_proba(model: Any, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(model.predict_proba(X))[:, 1]
 
 
+def fold_splits(X: pd.DataFrame, y: np.ndarray, folds: int = 5, random_state: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (fit rows, check rows) of stratified k-fold CV, shuffled with ``random_state``."""
+    return list(StratifiedKFold(folds, shuffle=True, random_state=random_state).split(X, y))
+
+
+def fold_auc(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray, fit_rows: np.ndarray, check_rows: np.ndarray) -> float:
+    """ROC AUC on ``check_rows`` of a fresh copy of ``pipe`` fitted on ``fit_rows``."""
+    fitted = clone(pipe).fit(X.iloc[fit_rows], y[fit_rows])
+    return roc_auc(y[check_rows], positive_proba(fitted, X.iloc[check_rows]))
+
+
 def cv_auc(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray, folds: int = 5, random_state: int = 42) -> list[float]:
-    """Stratified k-fold ROC AUC (one value per fold), each fold scored on predicted probabilities."""
-    aucs = []
-    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=random_state).split(X, y):
-        fitted = clone(pipe).fit(X.iloc[train_idx], y[train_idx])
-        aucs.append(roc_auc(y[test_idx], positive_proba(fitted, X.iloc[test_idx])))
-    return aucs
+    """Stratified k-fold ROC AUC (one value per fold), each fold scored on predicted probabilities.
+
+    The folds are fitted side by side (:func:`utils.core.parallel.ordered_map`); each is the
+    same computation as in a loop, so the values are too.
+    """
+    return list(ordered_map(lambda split: fold_auc(pipe, X, y, *split), fold_splits(X, y, folds, random_state)))
 
 
 def bootstrap_auc_ci(y_true: Iterable[int], scores: Iterable[float], n_bootstrap: int = 1000,
                      level: float = 0.95, random_state: int = 42) -> tuple[float, float]:
     """Percentile bootstrap interval of the AUC (resampling rows of the holdout)."""
     y_true, scores = np.asarray(y_true), np.asarray(scores, dtype="float64")
+
+    def auc(idx: np.ndarray) -> float | None:
+        # a resample with one class has no AUC
+        return roc_auc_score(y_true[idx], scores[idx]) if y_true[idx].min() != y_true[idx].max() else None
+
     rng = np.random.default_rng(random_state)
-    aucs = []
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, len(y_true), len(y_true))
-        if y_true[idx].min() != y_true[idx].max():  # a resample with one class has no AUC
-            aucs.append(roc_auc_score(y_true[idx], scores[idx]))
+    aucs = [a for a in map_resamples(auc, len(y_true), n_bootstrap, rng) if a is not None]
     if not aucs:
         raise ValueError("no bootstrap resample held both classes")
     tail = (1 - level) / 2 * 100
@@ -251,8 +276,10 @@ def tune_lightgbm(X: pd.DataFrame, y: np.ndarray, n_iter: int = 20, folds: int =
         {f"model__{key}": values for key, values in TUNING_SPACE.items()},
         n_iter=n_iter, scoring="roc_auc",  # scikit-learn scores roc_auc from predict_proba
         cv=StratifiedKFold(folds, shuffle=True, random_state=random_state), random_state=random_state,
-        refit=False,
-    ).fit(X, y)
+        refit=False, n_jobs=default_workers(),
+    )
+    with parallel_config(backend="threading"):  # trials side by side, each LightGBM fit on one thread
+        search.fit(X, y)
     results = pd.DataFrame(search.cv_results_)
     table = pd.concat([results["params"].apply(lambda p: pd.Series({k.removeprefix("model__"): v for k, v in p.items()})),
                        results[["mean_test_score", "std_test_score"]].rename(columns=lambda c: c.replace("test_score", "cv_auc"))],
@@ -262,15 +289,28 @@ def tune_lightgbm(X: pd.DataFrame, y: np.ndarray, n_iter: int = 20, folds: int =
 
 
 def permutation_importance_table(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray, n_repeats: int = 5,
-                                 random_state: int = 42) -> pd.DataFrame:
+                                 random_state: int = 42, max_rows: int | None = None) -> pd.DataFrame:
     """Drop in holdout AUC when one clean feature is shuffled (mean and spread over repeats).
 
     Features as the classifier sees them (after the cleaning step): one interaction group
-    rather than 37 nearly empty flags, and a fraction of the time.
+    rather than 37 nearly empty flags, and a fraction of the time. ``max_rows``: the drops
+    are measured on a fixed random sample of that many rows (drawn with ``random_state``;
+    the AUC without shuffling is taken on the same rows), not on every row: each shuffle
+    scores every row through every tree, and the ranking of the features needs far fewer.
+    The features are shuffled side by side on every core, each with the same seed as in
+    one thread, so the table is the same.
     """
+    if max_rows is not None:
+        if max_rows < 2:
+            raise ValueError(f"max_rows must be at least 2, got {max_rows}")
+        if len(X) > max_rows:
+            rows = np.sort(np.random.default_rng(random_state).choice(len(X), size=max_rows, replace=False))
+            X, y = X.iloc[rows], np.asarray(y)[rows]
     if "clean" in pipe.named_steps:
         pipe, X = pipe[1:], pipe.named_steps["clean"].transform(X)
-    result = permutation_importance(pipe, X, y, scoring="roc_auc", n_repeats=n_repeats, random_state=random_state)
+    with parallel_config(backend="threading"):
+        result = permutation_importance(pipe, X, y, scoring="roc_auc", n_repeats=n_repeats, random_state=random_state,
+                                        n_jobs=default_workers())
     return (pd.DataFrame({"feature": X.columns, "auc_drop": result.importances_mean, "auc_drop_std": result.importances_std})
             .sort_values("auc_drop", ascending=False, ignore_index=True))
 

@@ -6,9 +6,15 @@ directly, so reuse, failure and promotion rules are tested in seconds.
 """
 from __future__ import annotations
 
+import ast
+import asyncio
+import json
 import os
 import sys
+import tempfile
 import threading
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,11 +31,19 @@ class LocalKernelManager(AsyncKernelManager):
 
     Nothing listens on a network port, and the kernel has no reason to print its
     "running over TCP without encryption" warning on the terminal for every notebook.
+    Each kernel's sockets get a path of their own in the temporary folder: jupyter_client's
+    default (``kernel-ipc-<n>`` in the current folder, the first free numbers) lets two
+    kernels started at the same moment (a step's and the next step's, see
+    :class:`SpareKernel`) pick the same sockets, and litters the folder when a kernel dies.
     """
 
     @default("transport")
     def _transport_default(self) -> str:
         return "ipc"
+
+    @default("ip")
+    def _ip_default(self) -> str:
+        return str(Path(tempfile.gettempdir()) / f"lead2value-kernel-{uuid.uuid4().hex[:12]}")
 
 
 class StepFailed(RuntimeError):
@@ -46,10 +60,14 @@ class Executor(Protocol):
 
 
 class PeakMemory:
-    """Samples the RSS of this process's children (the notebook kernel) while a step runs."""
+    """Samples the RSS of this process's children (the notebook kernel, a spare one) while a step runs.
 
-    def __init__(self, interval: float = 0.25):
+    ``on_sample`` (if given) is told every summed sample, in MB.
+    """
+
+    def __init__(self, interval: float = 0.25, on_sample: Callable[[float], None] | None = None):
         self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.on_sample = on_sample
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
@@ -62,6 +80,8 @@ class PeakMemory:
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            if self.on_sample is not None:
+                self.on_sample(total / 1e6)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakMemory:
@@ -77,6 +97,9 @@ def kernel_environment() -> None:
     """Pin what makes numbers move between runs (thread counts, hashing) and put the project on the path."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "2")
+    # OpenMP threads that wait spinning burn the cores other threads (and other users) need: on a busy
+    # 2-core machine a LightGBM fit on two spinning threads took 7x the CPU of a passive one.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("PYTHONHASHSEED", "0")
     # Notebooks import `utils` from the project root whatever directory the kernel starts in.
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -112,10 +135,124 @@ def skip_iri_grammar() -> None:
         sys.modules.setdefault("rfc3987_syntax", None)  # None in sys.modules: `import` raises ImportError
 
 
-def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bool = False, html: bool = True) -> Path:
+def kernel_log(run: Path, step: Step) -> Path:
+    """Where the kernel process of ``step`` writes its own output (not its cells')."""
+    log = Path(run) / "logs" / f"{step.name}.kernel.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return log
+
+
+# How nbclient starts a kernel (its default history file): a spare kernel is started the same way.
+KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
+
+
+def warm_up_code(notebook: Path) -> str:
+    """What a spare kernel runs before its notebook: the notebook's first code cell if it only imports
+    (the house style: imports first), and the MLflow store's set-up that ``open_step`` does first."""
+    cells = [c for c in json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+    first = "".join(cells[0]["source"]) if cells else ""
+    try:
+        only_imports = bool(first.strip()) and all(isinstance(node, (ast.Import, ast.ImportFrom))
+                                                    for node in ast.parse(first).body)
+    except SyntaxError:
+        only_imports = False
+    store = '__import__("utils.core.tracking", fromlist=["configure"]).configure()'
+    return f"{first}\n{store}\n" if only_imports else f"{store}\n"
+
+
+class SpareKernel:
+    """The kernel of a step started, and its imports done, while the step before it still runs.
+
+    Started in a thread of its own; :meth:`take` hands it over (waiting for it to be ready) or
+    says None when it could not be made ready. It runs its notebook's import cell silently
+    (no output, no execution count), so the executed notebook is the same as from a cold
+    kernel; the cell runs again, in no time, when the notebook starts. :meth:`discard` may be
+    called from any thread: the kernel process is killed at once, its memory freed.
+    """
+
+    def __init__(self, step: Step, run: Path):
+        self.step, self.run = step, Path(run)
+        self.km: Any = None
+        self.error: BaseException | None = None
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._start, name=f"spare-kernel-{step.name}", daemon=True)
+
+    def start(self) -> SpareKernel:
+        kernel_environment()
+        self._thread.start()
+        return self
+
+    def _start(self) -> None:
+        try:
+            asyncio.run(self._async_start())
+        except BaseException as err:  # noqa: BLE001 - a spare that fails is simply not used
+            self.error = err
+        if self._cancelled.is_set() and self.km is not None:
+            shutdown(self.km)
+
+    async def _async_start(self) -> None:
+        km = kernel_manager_logging_to(kernel_log(self.run, self.step))(kernel_name="python3")
+        self.km = km
+        await km.start_kernel(cwd=str(paths.PROJECT_ROOT), extra_arguments=list(KERNEL_ARGUMENTS))
+        client = km.client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=60)
+            msg_id = client.execute(warm_up_code(self.step.notebook), silent=True, store_history=False)
+            while not self._cancelled.is_set():
+                try:
+                    reply = await client.get_shell_msg(timeout=0.5)
+                except Exception:  # noqa: BLE001 - queue.Empty: not yet; check the kernel is alive and wait on
+                    if not await km.is_alive():
+                        raise RuntimeError(f"the spare kernel of {self.step.name} died while warming up") from None
+                    continue
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+        finally:
+            client.stop_channels()
+
+    def take(self, timeout: float = 120) -> Any:
+        """The ready kernel manager, or None (it failed, or is not ready within ``timeout``: it is shut down)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive() or self.error is not None or self._cancelled.is_set() or self.km is None \
+                or not self.km.has_kernel:
+            self.discard()
+            return None
+        return self.km
+
+    def discard(self) -> None:
+        """Kill the kernel now; a start in progress notices and cleans up after itself."""
+        self._cancelled.set()
+        km = self.km
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+        if not self._thread.is_alive() and km is not None:
+            shutdown(km)
+
+
+def shutdown(km: Any, now: bool = True) -> None:
+    """Stop a kernel this process started (``now``: killed, else asked to exit as nbclient asks its own) and
+    remove its connection file; one already gone is fine."""
+    try:
+        if km.has_kernel:
+            asyncio.run(km.shutdown_kernel(now=now))
+        else:
+            cleaned = km.cleanup_resources()  # a coroutine for the asynchronous managers used here
+            if asyncio.iscoroutine(cleaned):
+                asyncio.run(cleaned)
+    except Exception:  # noqa: BLE001 - best effort: the process may be gone already
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
+
+def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bool = False, html: bool = True,
+                 km: Any = None) -> Path:
     """Execute the step's notebook with papermill into ``<run>/notebooks/<step>.ipynb`` (and ``.html``).
 
-    The kernel process's own output goes to ``<run>/logs/<step>.kernel.log``.
+    The kernel process's own output goes to ``<run>/logs/<step>.kernel.log``. ``km``: a kernel
+    already started for this step (:class:`SpareKernel`); the caller shuts it down afterwards.
     """
     skip_iri_grammar()
     # papermill and nbconvert are only needed to execute notebooks, not inside one: imported here.
@@ -126,13 +263,12 @@ def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bo
     kernel_environment()
     out = Path(run) / "notebooks" / f"{step.name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
-    log = Path(run) / "logs" / f"{step.name}.kernel.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log = kernel_log(run, step)
     try:
         pm.execute_notebook(
             str(step.notebook), str(out), parameters=parameters, kernel_name="python3",
             progress_bar=progress, cwd=str(paths.PROJECT_ROOT), log_output=False,
-            kernel_manager_class=kernel_manager_logging_to(log),
+            kernel_manager_class=kernel_manager_logging_to(log), **({"km": km} if km is not None else {}),
         )
     except DeadKernelError:
         tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-3:] \
@@ -164,17 +300,67 @@ def export_html(notebook: Path) -> Path:
     return out
 
 
+# A spare kernel is given up when the run's kernels hold more memory than this, so that a step's
+# own kernel and the next step's spare stay under the 1.5 GB a full run may take (issue 15).
+SPARE_KERNEL_LIMIT_MB = 1300.0
+
+
 class PapermillExecutor:
     """The real executor: one notebook kernel per step, its peak memory sampled.
 
     ``html=False`` keeps the executed notebook without its HTML copy (the scoring job: the
-    export costs seconds, and the job's dashboard is its report).
+    export costs seconds, and the job's dashboard is its report). ``prepare(step, run)``
+    starts the kernel of a step that will execute later (:class:`SpareKernel`), while the
+    current one runs; spares are given up when the memory of the run's kernels passes
+    :data:`SPARE_KERNEL_LIMIT_MB`. ``drop(step)`` gives up a step's spare (it was reused),
+    ``close()`` every spare left.
     """
 
     def __init__(self, html: bool = True):
         self.html = html
+        self.spares: dict[tuple[str, Path], SpareKernel] = {}
+        self._lock = threading.Lock()
+        self._stopping: list[threading.Thread] = []
+
+    def prepare(self, step: Step, run: Path) -> None:
+        """Start ``step``'s kernel now, for its :meth:`execute` in ``run`` later."""
+        key = (step.name, Path(run))
+        with self._lock:
+            if key not in self.spares:
+                self.spares[key] = SpareKernel(step, run).start()
+
+    def _pop(self, step: Step | None = None, run: Path | None = None) -> list[SpareKernel]:
+        with self._lock:
+            keys = [k for k in self.spares if step is None or (k[0] == step.name and (run is None or k[1] == Path(run)))]
+            return [self.spares.pop(k) for k in keys]
+
+    def drop(self, step: Step | None = None) -> None:
+        """Shut down the spare kernel of ``step`` (of every step when None)."""
+        for spare in self._pop(step):
+            spare.discard()
+
+    def close(self) -> None:
+        """Shut down the spares left; wait for the kernels that are exiting."""
+        self.drop()
+        for thread in self._stopping:
+            thread.join(30)
+        self._stopping.clear()
+
+    def _watch(self, total_mb: float) -> None:
+        if total_mb > SPARE_KERNEL_LIMIT_MB and self.spares:
+            self.drop()
 
     def execute(self, step: Step, run: Path, parameters: dict[str, Any], progress: bool) -> float | None:
-        with PeakMemory() as memory:
-            run_notebook(step, run, parameters, progress, self.html)
+        mine = self._pop(step, run)
+        # Without a spare the kernel is started here the same way (nbclient's own start is the fallback).
+        km = (mine[0] if mine else SpareKernel(step, run).start()).take()
+        try:
+            with PeakMemory(on_sample=self._watch) as memory:
+                run_notebook(step, run, parameters, progress, self.html, km=km)
+        finally:
+            if km is not None:
+                # The notebook is done: the kernel is asked to exit (as nbclient asks its own) and takes
+                # about a second to; the next step need not wait for it (close() does).
+                self._stopping.append(threading.Thread(target=shutdown, args=(km, False), daemon=True))
+                self._stopping[-1].start()
         return round(memory.peak / 1e6, 1)

@@ -10,6 +10,7 @@ can be reused; the parts say *why* a step re-executes.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -78,11 +79,18 @@ def module_file(module: str, utils_dir: Path = UTILS_DIR) -> Path | None:
 
 def utils_imports(source: str, utils_dir: Path = UTILS_DIR) -> set[str]:
     """Dotted names of the ``utils`` modules a piece of Python source imports (absolute imports)."""
+    return set(_utils_imports(source, Path(utils_dir)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _utils_imports(source: str, utils_dir: Path) -> frozenset[str]:
+    # Parsed once per distinct source: every step's closure walks the same modules (a no-op
+    # rerun fingerprints six steps; walking their syntax trees was most of its time).
     found: set[str] = set()
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return found
+        return frozenset()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == "utils":
             # `from utils.leads import model` names a module; `from utils.leads.model import X` a name in one.
@@ -91,7 +99,7 @@ def utils_imports(source: str, utils_dir: Path = UTILS_DIR) -> set[str]:
                 found.add(child if module_file(child, utils_dir) is not None else node.module)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "utils")
-    return {name for name in found if module_file(name, utils_dir) is not None}
+    return frozenset(name for name in found if module_file(name, utils_dir) is not None)
 
 
 def _with_parents(module: str) -> list[str]:

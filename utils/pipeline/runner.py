@@ -147,13 +147,19 @@ def run_pipeline(
     """
     tracker = tracker or MlflowTracker()
     state = begin_run(options, plan, tracker, check_inputs=check_inputs)
+    # One executor for the whole run: it starts the next step's kernel while a step executes.
+    own_executor = executor is None
+    executor = executor or PapermillExecutor()
     try:
         for step in catalog.STEPS:
-            run_step(state, step.name, executor, tracker)
+            run_step(state, step.name, executor, tracker, prepare_next=True)
     except BaseException as err:
         interrupted = isinstance(err, KeyboardInterrupt)
         fail_run(state, "interrupted (Ctrl-C)" if interrupted else str(err), tracker, killed=interrupted)
         raise
+    finally:
+        if own_executor:
+            executor.close()
     return finish_run(state, tracker, registry)
 
 
@@ -205,8 +211,13 @@ def resume_run(run_id: str) -> RunState:
     return RunState(run, manifest, plan, options, manifest["mlflow_run_id"], records)
 
 
-def run_step(state: RunState, name: str, executor: Executor | None = None, tracker: Tracker | None = None) -> StepRecord:
-    """Execute or reuse one step of the run; its upstream steps must be done already."""
+def run_step(state: RunState, name: str, executor: Executor | None = None, tracker: Tracker | None = None,
+             prepare_next: bool = False) -> StepRecord:
+    """Execute or reuse one step of the run; its upstream steps must be done already.
+
+    ``prepare_next``: while this step executes, an executor that can (``prepare``) starts the
+    kernel of the next step in run order, in case that one executes too.
+    """
     step = catalog.step(name)
     name = step.name
     missing = [up for up in catalog.upstream(name) if up not in state.records]
@@ -219,11 +230,16 @@ def run_step(state: RunState, name: str, executor: Executor | None = None, track
         find_reusable(name, record.fingerprint, record.parts, state.plan.manifests)
     try:
         if reusable is not None:
+            if hasattr(executor, "drop"):
+                executor.drop(step)  # a kernel started for it is not needed
             reuse_step(state.run, reusable, record)
             say(f"[{index}/{len(catalog.STEPS)}] {name}: reused from {reusable['run_id']}")
         else:
             say(f"[{index}/{len(catalog.STEPS)}] {name}: executing ({why}) ...")
             record.reason = why
+            following = catalog.STEPS[index] if index < len(catalog.STEPS) else None
+            if prepare_next and following is not None and hasattr(executor, "prepare"):
+                executor.prepare(following, state.run)
             execute_step(step, state.run, state.plan.resolved[name], record, executor or PapermillExecutor(),
                          tracker or MlflowTracker(), state.parent_id, state.options.progress)
             say(f"    done in {time.time() - started:.1f} s, peak kernel memory {record.peak_rss_mb or 0:.0f} MB")
