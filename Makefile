@@ -56,7 +56,7 @@ class: $(VENV)/.installed
 	@echo "then open notebooks/00_data.ipynb and go in order (Run All in each); every notebook ends with Try it."
 
 test: $(VENV)/.installed $(AIRFLOW_VENV)/.installed
-	$(PY) -m pytest tests -n 2 --dist loadfile
+	$(PY) -m pytest tests -n 2 --dist loadfile --basetemp=$(CURDIR)/outputs/pytest
 	LEAD2VALUE_OUTPUTS=$(CURDIR)/outputs/nbval $(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
 
 unit: $(VENV)/.installed
