@@ -126,3 +126,16 @@ def test_spares_are_kept_per_step_and_given_up_past_the_memory_limit(monkeypatch
     assert executor.spares, "under the limit the spare stays"
     executor._watch(execute.SPARE_KERNEL_LIMIT_MB + 1)
     assert not executor.spares
+
+
+def test_kernels_wait_passively_and_keep_a_fixed_thread_count(monkeypatch):
+    for var in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "PYTHONHASHSEED"):
+        monkeypatch.delenv(var, raising=False)
+    execute.kernel_environment()
+    import os
+
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["OMP_NUM_THREADS"] == "2"
+    assert os.environ["PYTHONHASHSEED"] == "0"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    execute.kernel_environment()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE", "a user's own setting is kept"

@@ -313,11 +313,12 @@ class PapermillExecutor:
     starts the kernel of a step that will execute later (:class:`SpareKernel`), while the
     current one runs; spares are given up when the memory of the run's kernels passes
     :data:`SPARE_KERNEL_LIMIT_MB`. ``drop(step)`` gives up a step's spare (it was reused),
-    ``close()`` every spare left.
+    ``close()`` every spare left. ``overlap=True`` (a whole run, which calls ``close()``): a
+    finished step's kernel exits in the background while the next step starts.
     """
 
-    def __init__(self, html: bool = True):
-        self.html = html
+    def __init__(self, html: bool = True, overlap: bool = False):
+        self.html, self.overlap = html, overlap
         self.spares: dict[tuple[str, Path], SpareKernel] = {}
         self._lock = threading.Lock()
         self._stopping: list[threading.Thread] = []
@@ -358,9 +359,11 @@ class PapermillExecutor:
             with PeakMemory(on_sample=self._watch) as memory:
                 run_notebook(step, run, parameters, progress, self.html, km=km)
         finally:
-            if km is not None:
+            if km is not None and self.overlap:
                 # The notebook is done: the kernel is asked to exit (as nbclient asks its own) and takes
                 # about a second to; the next step need not wait for it (close() does).
                 self._stopping.append(threading.Thread(target=shutdown, args=(km, False), daemon=True))
                 self._stopping[-1].start()
+            elif km is not None:
+                shutdown(km, now=False)
         return round(memory.peak / 1e6, 1)
