@@ -31,6 +31,7 @@ import sys
 from utils.core.errors import DataContractError
 from utils.pipeline import catalog, compare, environment, plan
 from utils.pipeline import params as params_mod
+from utils.pipeline import execute
 from utils.pipeline.execute import StepFailed
 from utils.pipeline.lock import RunLockedError, close_lease, open_lease, run_lock
 
@@ -214,16 +215,22 @@ def run(args: argparse.Namespace) -> int:
                       f"(same notebooks, parameters, inputs, utils code and lock). "
                       f"Use --force or --force-from NN to re-execute.")
                 return 0
-            runner = load_runner()
-            # The input check reads every user file and imports both model stacks: only where a run begins.
-            from utils.pipeline.preflight import check_run
+            # The first step's notebook kernel starts (and imports) while MLflow loads and the run begins.
+            executor = None if args.begin else first_kernel_early(planned, options)
+            try:
+                runner = load_runner()
+                # The input check reads every user file and imports both model stacks: only where a run begins.
+                from utils.pipeline.preflight import check_run
 
-            if args.begin:
-                state = runner.begin_run(options, planned, check_inputs=check_run)
-                open_lease(state.run_id)
-                print(f"run_id={state.run_id}")
-                return 0
-            runner.run_pipeline(options, planned, check_inputs=check_run)
+                if args.begin:
+                    state = runner.begin_run(options, planned, check_inputs=check_run)
+                    open_lease(state.run_id)
+                    print(f"run_id={state.run_id}")
+                    return 0
+                runner.run_pipeline(options, planned, check_inputs=check_run, executor=executor)
+            finally:
+                if executor is not None:
+                    executor.close()
     except params_mod.ParameterError as err:
         print(f"error: {err}\nnothing was run; {UNCHANGED}.", file=sys.stderr)
         return 2
@@ -243,6 +250,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nerror: {err}\noutputs/latest and the champion aliases are unchanged.", file=sys.stderr)
         return 1
     return 0
+
+
+def first_kernel_early(planned: plan.Plan, options: plan.RunOptions) -> execute.PapermillExecutor | None:
+    """An executor whose kernel for the first step is already starting, if that step will execute."""
+    first = catalog.STEPS[0]
+    if not catalog.step(first.name).reads:  # its fingerprint needs no dataset of this run
+        record = plan.fingerprint_step(first, planned, {})
+        if not plan.forced(first.name, options) and \
+                plan.find_reusable(first.name, record.fingerprint, record.parts, planned.manifests)[0] is not None:
+            return None
+    executor = execute.PapermillExecutor(overlap=True)
+    executor.prepare(first, None)
+    return executor
 
 
 def stepwise(args: argparse.Namespace) -> int:

@@ -126,3 +126,34 @@ def test_spares_are_kept_per_step_and_given_up_past_the_memory_limit(monkeypatch
     assert executor.spares, "under the limit the spare stays"
     executor._watch(execute.SPARE_KERNEL_LIMIT_MB + 1)
     assert not executor.spares
+
+
+def test_kernels_wait_passively_and_keep_a_fixed_thread_count(monkeypatch):
+    for var in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "PYTHONHASHSEED"):
+        monkeypatch.delenv(var, raising=False)
+    execute.kernel_environment()
+    import os
+
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["OMP_NUM_THREADS"] == "2"
+    assert os.environ["PYTHONHASHSEED"] == "0"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    execute.kernel_environment()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE", "a user's own setting is kept"
+
+
+def test_a_kernel_started_before_its_run_moves_its_log_in_or_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(execute.paths, "OUTPUTS_DIR", tmp_path / "outputs")
+    step = TinyStep(notebook(tmp_path, "import json"))
+    assert "configure()" not in execute.warm_up_code(step.notebook, store=False)
+    early = execute.SpareKernel(step, None).start()
+    km = early.take()
+    assert km is not None and early.log.parent == tmp_path / "outputs" / ".kernel-logs"
+    run = tmp_path / "outputs" / "runs" / "r1"
+    early.adopt(run)
+    assert early.log == run / "logs" / "tiny.kernel.log" and early.log.is_file()
+    assert not (tmp_path / "outputs" / ".kernel-logs").exists()
+    execute.shutdown(km)
+    refused = execute.SpareKernel(step, None).start()  # the run is refused before it begins
+    refused.take()
+    refused.discard()
+    assert not (tmp_path / "outputs" / ".kernel-logs").exists()

@@ -1,35 +1,12 @@
 """What a run ran on: package versions and the lock file, for the last cell of every notebook."""
 from __future__ import annotations
 
-import hashlib
 import platform
 import sys
-from importlib import metadata
 
 import pandas as pd
 
-from utils.core import paths
-
-KEY_PACKAGES = (
-    "numpy", "pandas", "scikit-learn", "lightgbm", "pycaret", "mlflow",
-    "papermill", "plotly", "matplotlib", "pyarrow",
-)
-
-
-def package_versions(packages: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:
-    """Installed version of each package, or 'not installed'."""
-    versions = {}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def lock_hash() -> str:
-    """sha256 of the lock file: two runs with the same hash ran on the same pins."""
-    return hashlib.sha256(paths.LOCK_FILE.read_bytes()).hexdigest()
+from utils.core.versions import KEY_PACKAGES, lock_hash, package_versions  # noqa: F401 - also used from here
 
 
 def versions_table() -> pd.DataFrame:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -146,9 +147,11 @@ def kernel_log(run: Path, step: Step) -> Path:
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 
 
-def warm_up_code(notebook: Path) -> str:
+def warm_up_code(notebook: Path, store: bool = True) -> str:
     """What a spare kernel runs before its notebook: the notebook's first code cell if it only imports
-    (the house style: imports first), and the MLflow store's set-up that ``open_step`` does first."""
+    (the house style: imports first), and (``store``) the MLflow store's set-up that ``open_step``
+    does first. A kernel started before the runner has opened the store leaves it alone: two
+    processes creating a new store's tables at once would collide."""
     cells = [c for c in json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
     first = "".join(cells[0]["source"]) if cells else ""
     try:
@@ -156,8 +159,8 @@ def warm_up_code(notebook: Path) -> str:
                                                     for node in ast.parse(first).body)
     except SyntaxError:
         only_imports = False
-    store = '__import__("utils.core.tracking", fromlist=["configure"]).configure()'
-    return f"{first}\n{store}\n" if only_imports else f"{store}\n"
+    setup = '__import__("utils.core.tracking", fromlist=["configure"]).configure()\n' if store else ""
+    return f"{first}\n{setup}" if only_imports else setup
 
 
 class SpareKernel:
@@ -170,8 +173,13 @@ class SpareKernel:
     called from any thread: the kernel process is killed at once, its memory freed.
     """
 
-    def __init__(self, step: Step, run: Path):
-        self.step, self.run = step, Path(run)
+    def __init__(self, step: Step, run: Path | None):
+        """``run`` None: started before the run's folder exists (its log waits in the outputs folder,
+        see :meth:`adopt`, and it leaves the MLflow store alone)."""
+        self.step, self.run = step, None if run is None else Path(run)
+        self.log = kernel_log(run, step) if run is not None else \
+            paths.OUTPUTS_DIR / ".kernel-logs" / f"{step.name}-{uuid.uuid4().hex[:12]}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         self.km: Any = None
         self.error: BaseException | None = None
         self._cancelled = threading.Event()
@@ -191,14 +199,15 @@ class SpareKernel:
             shutdown(self.km)
 
     async def _async_start(self) -> None:
-        km = kernel_manager_logging_to(kernel_log(self.run, self.step))(kernel_name="python3")
+        km = kernel_manager_logging_to(self.log)(kernel_name="python3")
         self.km = km
         await km.start_kernel(cwd=str(paths.PROJECT_ROOT), extra_arguments=list(KERNEL_ARGUMENTS))
         client = km.client()
         client.start_channels()
         try:
             await client.wait_for_ready(timeout=60)
-            msg_id = client.execute(warm_up_code(self.step.notebook), silent=True, store_history=False)
+            msg_id = client.execute(warm_up_code(self.step.notebook, store=self.run is not None), silent=True,
+                                    store_history=False)
             while not self._cancelled.is_set():
                 try:
                     reply = await client.get_shell_msg(timeout=0.5)
@@ -220,6 +229,16 @@ class SpareKernel:
             return None
         return self.km
 
+    def adopt(self, run: Path) -> None:
+        """Move the log of a kernel started before the run folder existed into it (the kernel keeps
+        writing to the same file: a rename within one file system)."""
+        if self.run is None:
+            target = kernel_log(run, self.step)
+            os.replace(self.log, target)
+            with contextlib.suppress(OSError):  # the waiting room, if no other kernel waits in it
+                self.log.parent.rmdir()
+            self.run, self.log = Path(run), target
+
     def discard(self) -> None:
         """Kill the kernel now; a start in progress notices and cleans up after itself."""
         self._cancelled.set()
@@ -229,6 +248,10 @@ class SpareKernel:
             process.kill()
         if not self._thread.is_alive() and km is not None:
             shutdown(km)
+        if self.run is None:  # nothing of a run that never began stays behind
+            self.log.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.log.parent.rmdir()
 
 
 def shutdown(km: Any, now: bool = True) -> None:
@@ -313,25 +336,28 @@ class PapermillExecutor:
     starts the kernel of a step that will execute later (:class:`SpareKernel`), while the
     current one runs; spares are given up when the memory of the run's kernels passes
     :data:`SPARE_KERNEL_LIMIT_MB`. ``drop(step)`` gives up a step's spare (it was reused),
-    ``close()`` every spare left.
+    ``close()`` every spare left. ``overlap=True`` (a whole run, which calls ``close()``): a
+    finished step's kernel exits in the background while the next step starts.
     """
 
-    def __init__(self, html: bool = True):
-        self.html = html
+    def __init__(self, html: bool = True, overlap: bool = False):
+        self.html, self.overlap = html, overlap
         self.spares: dict[tuple[str, Path], SpareKernel] = {}
         self._lock = threading.Lock()
         self._stopping: list[threading.Thread] = []
 
-    def prepare(self, step: Step, run: Path) -> None:
-        """Start ``step``'s kernel now, for its :meth:`execute` in ``run`` later."""
-        key = (step.name, Path(run))
+    def prepare(self, step: Step, run: Path | None) -> None:
+        """Start ``step``'s kernel now, for its :meth:`execute` in ``run`` later (None: the run about to begin)."""
+        key = (step.name, None if run is None else Path(run))
         with self._lock:
             if key not in self.spares:
                 self.spares[key] = SpareKernel(step, run).start()
 
     def _pop(self, step: Step | None = None, run: Path | None = None) -> list[SpareKernel]:
+        """The spares of ``step`` (all when None) for ``run`` or started before any run (all runs when None)."""
         with self._lock:
-            keys = [k for k in self.spares if step is None or (k[0] == step.name and (run is None or k[1] == Path(run)))]
+            keys = [k for k in self.spares if step is None or (k[0] == step.name and (
+                run is None or k[1] is None or k[1] == Path(run)))]
             return [self.spares.pop(k) for k in keys]
 
     def drop(self, step: Step | None = None) -> None:
@@ -352,15 +378,22 @@ class PapermillExecutor:
 
     def execute(self, step: Step, run: Path, parameters: dict[str, Any], progress: bool) -> float | None:
         mine = self._pop(step, run)
+        for extra in mine[1:]:
+            extra.discard()
         # Without a spare the kernel is started here the same way (nbclient's own start is the fallback).
-        km = (mine[0] if mine else SpareKernel(step, run).start()).take()
+        spare = mine[0] if mine else SpareKernel(step, run).start()
+        km = spare.take()
+        if km is not None:
+            spare.adopt(run)  # once started: the kernel holds its log file open
         try:
             with PeakMemory(on_sample=self._watch) as memory:
                 run_notebook(step, run, parameters, progress, self.html, km=km)
         finally:
-            if km is not None:
+            if km is not None and self.overlap:
                 # The notebook is done: the kernel is asked to exit (as nbclient asks its own) and takes
                 # about a second to; the next step need not wait for it (close() does).
                 self._stopping.append(threading.Thread(target=shutdown, args=(km, False), daemon=True))
                 self._stopping[-1].start()
+            elif km is not None:
+                shutdown(km, now=False)
         return round(memory.peak / 1e6, 1)

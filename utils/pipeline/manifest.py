@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utils.core import env, paths
+from utils.core import paths, versions
 from utils.core.files import write_json
 
 # Files a run writes about itself; they belong to no step.
@@ -77,7 +77,7 @@ def base_manifest(run_id: str, profile: str, overrides: list[str], git: dict, re
         "parameters_hash": params_hash,
         "lock_sha256": lock_sha256,
         "python": sys.version.split()[0],
-        "packages": env.package_versions(),
+        "packages": versions.package_versions(),
         "steps": {},
     }
 

@@ -149,7 +149,7 @@ def run_pipeline(
     state = begin_run(options, plan, tracker, check_inputs=check_inputs)
     # One executor for the whole run: it starts the next step's kernel while a step executes.
     own_executor = executor is None
-    executor = executor or PapermillExecutor()
+    executor = executor or PapermillExecutor(overlap=True)
     try:
         for step in catalog.STEPS:
             run_step(state, step.name, executor, tracker, prepare_next=True)
