@@ -37,7 +37,7 @@ AIRFLOW_BIN = PROJECT_ROOT / ".venv-airflow" / "bin"
 
 
 def project_env(outputs: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
     env["LEAD2VALUE_OUTPUTS"] = str(outputs)
     return env
 

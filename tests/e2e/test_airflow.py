@@ -36,7 +36,7 @@ pytestmark = [
 def airflow(tmp_path_factory):
     """Run Airflow commands in a migrated scratch home; the project writes to a scratch outputs folder."""
     home, outputs = tmp_path_factory.mktemp("airflow-home"), tmp_path_factory.mktemp("outputs")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
     env.update({
         "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "LEAD2VALUE_HOME": str(PROJECT_ROOT),

@@ -588,6 +588,7 @@ def smoke(leads, shop, tmp_path_factory):
     inputs.mkdir()
     env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri exports it to every later subprocess
     command = [sys.executable, str(paths.PROJECT_ROOT / "run_all.py"), "--profile", "smoke", "--no-progress"]
 
     def until_a_kernel_runs(*extra):

@@ -23,6 +23,7 @@ def run_by_hand(name: str, outputs, tmp_path) -> subprocess.CompletedProcess:
     """papermill with the notebook's own defaults, in the notebook's folder (as JupyterLab runs it)."""
     env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri exports it to every later subprocess
     return subprocess.run(
         [sys.executable, "-m", "papermill", str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
          "--cwd", str(NOTEBOOKS_DIR), "--no-progress-bar"],
@@ -46,6 +47,7 @@ def test_a_model_notebook_alone_builds_its_inputs_first_and_scoring_names_the_mi
     code = "import json; from utils.pipeline import promotions; print(json.dumps(promotions.MlflowRegistry().champions()))"
     env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri exports it to every later subprocess
     champions = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                                check=True).stdout.strip().splitlines()[-1]
     assert json.loads(champions) == {"lead_scoring": None, "clv": None}, "a notebook run by hand promotes nothing"

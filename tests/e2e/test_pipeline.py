@@ -40,6 +40,7 @@ def outputs(tmp_path_factory):
 def run_all(outputs: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri exports it to every later subprocess
     return subprocess.run(
         [sys.executable, "run_all.py", "--profile", "smoke", "--no-progress", *args],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
@@ -54,6 +55,7 @@ def aliases(outputs: Path) -> dict[str, str | None]:
     code = "import json; from utils.pipeline import promotions; print(json.dumps(promotions.MlflowRegistry().champions()))"
     env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri exports it to every later subprocess
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -177,6 +179,7 @@ def test_killed_run_and_concurrent_run_lose_nothing(first_run, outputs):
     before_latest, before_aliases = latest(outputs), aliases(outputs)
     env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri exports it to every later subprocess
     victim = subprocess.Popen(
         [sys.executable, "run_all.py", "--profile", "smoke", "--no-progress", "--force"],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -33,6 +33,7 @@ def test_real_data_run_meets_the_lead_targets(shared_data, tmp_path):
         args += ["--set", item]
     env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(tmp_path))
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri exports it to every later subprocess
     result = subprocess.run([sys.executable, "run_all.py", *args], cwd=PROJECT_ROOT, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -31,6 +31,7 @@ VENV_BIN = Path(sys.executable).parent
 def environment(outputs: Path) -> dict[str, str]:
     env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(outputs))
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)  # mlflow.set_registry_uri exports it to every later subprocess
     return env
 
 
