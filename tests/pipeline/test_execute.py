@@ -157,3 +157,20 @@ def test_a_kernel_started_before_its_run_moves_its_log_in_or_leaves_nothing(tmp_
     refused.take()
     refused.discard()
     assert not (tmp_path / "outputs" / ".kernel-logs").exists()
+
+
+def test_a_notebook_waits_for_a_big_kernel_still_exiting_and_not_for_a_small_one(monkeypatch):
+    import threading
+
+    executor = execute.PapermillExecutor(overlap=True)
+    release = threading.Event()
+    exiting = threading.Thread(target=release.wait, daemon=True)
+    exiting.start()
+    executor._stopping.append(exiting)
+    monkeypatch.setattr(execute, "children_rss", lambda: int((execute.SETTLE_MB - 1) * 1e6))
+    executor._settle()
+    assert executor._stopping == [exiting], "under the threshold nobody waits"
+    monkeypatch.setattr(execute, "children_rss", lambda: int((execute.SETTLE_MB + 1) * 1e6))
+    threading.Timer(0.2, release.set).start()
+    executor._settle()
+    assert not exiting.is_alive() and executor._stopping == []

@@ -60,6 +60,17 @@ class Executor(Protocol):
         """Run the step into ``run``; return its peak memory in MB (None if not measured). Raise StepFailed."""
 
 
+def children_rss() -> int:
+    """Bytes held by this process's children (notebook kernels, spare or exiting ones), summed."""
+    total = 0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 class PeakMemory:
     """Samples the RSS of this process's children (the notebook kernel, a spare one) while a step runs.
 
@@ -72,14 +83,8 @@ class PeakMemory:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
-            for child in me.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except psutil.Error:
-                    pass
+            total = children_rss()
             self.peak = max(self.peak, total)
             if self.on_sample is not None:
                 self.on_sample(total / 1e6)
@@ -326,6 +331,9 @@ def export_html(notebook: Path) -> Path:
 # A spare kernel is given up when the run's kernels hold more memory than this, so that a step's
 # own kernel and the next step's spare stay under the 1.5 GB a full run may take (issue 15).
 SPARE_KERNEL_LIMIT_MB = 1300.0
+# A notebook waits for the kernels still exiting (a second or so) while the run's kernels hold more
+# than this: a finished step's kernel keeps its memory until it is gone, and the next one is about to grow.
+SETTLE_MB = 800.0
 
 
 class PapermillExecutor:
@@ -372,6 +380,13 @@ class PapermillExecutor:
             thread.join(30)
         self._stopping.clear()
 
+    def _settle(self) -> None:
+        exiting = [thread for thread in self._stopping if thread.is_alive()]
+        if exiting and children_rss() / 1e6 > SETTLE_MB:
+            for thread in exiting:
+                thread.join(30)
+        self._stopping = [thread for thread in self._stopping if thread.is_alive()]
+
     def _watch(self, total_mb: float) -> None:
         if total_mb > SPARE_KERNEL_LIMIT_MB and self.spares:
             self.drop()
@@ -385,6 +400,7 @@ class PapermillExecutor:
         km = spare.take()
         if km is not None:
             spare.adopt(run)  # once started: the kernel holds its log file open
+        self._settle()
         try:
             with PeakMemory(on_sample=self._watch) as memory:
                 run_notebook(step, run, parameters, progress, self.html, km=km)
