@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 
+from utils.core import paths
 from utils.core.errors import DataContractError
 from utils.pipeline import catalog, compare, environment, plan
 from utils.pipeline import params as params_mod
@@ -271,18 +272,33 @@ def stepwise(args: argparse.Namespace) -> int:
         # The leased run is legitimately "running" between its processes; any other is a dead one's.
         for run_id in environment.mark_stale_runs(keep=args.run):
             print(f"marked run {run_id} killed: it was left 'running' by a run_all.py that is gone")
-        runner = load_runner()
-        state = runner.resume_run(args.run)
-        if args.abandon:
-            runner.fail_run(state, "abandoned (run_all.py --abandon)")
-            close_lease(args.run)
-            print(f"run {args.run} abandoned: outputs/latest and the champion aliases are unchanged.")
-        elif args.finish:
-            runner.finish_run(state)
-            close_lease(args.run)
-        else:
-            runner.run_step(state, args.step)
+        # A step's kernel starts (and imports) while MLflow loads and the run is read back: under a
+        # scheduler every step is a process of its own, and its kernel would otherwise start cold after.
+        executor = None
+        if not (args.abandon or args.finish):
+            executor = execute.PapermillExecutor()
+            executor.prepare(catalog.step(args.step), paths.RUNS_DIR / args.run)
+        try:
+            runner = load_runner()
+            state = runner.resume_run(args.run)
+            stepwise_action(runner, state, args, executor)
+        finally:
+            if executor is not None:
+                executor.close()
     return 0
+
+
+def stepwise_action(runner, state, args: argparse.Namespace, executor: execute.PapermillExecutor | None) -> None:
+    """What --abandon, --finish or --step does to the resumed run ``state``."""
+    if args.abandon:
+        runner.fail_run(state, "abandoned (run_all.py --abandon)")
+        close_lease(args.run)
+        print(f"run {args.run} abandoned: outputs/latest and the champion aliases are unchanged.")
+    elif args.finish:
+        runner.finish_run(state)
+        close_lease(args.run)
+    else:
+        runner.run_step(state, args.step, executor=executor)
 
 
 def load_runner():  # -> the utils.pipeline.runner module

@@ -174,3 +174,15 @@ def test_a_notebook_waits_for_a_big_kernel_still_exiting_and_not_for_a_small_one
     threading.Timer(0.2, release.set).start()
     executor._settle()
     assert not exiting.is_alive() and executor._stopping == []
+
+
+@pytest.mark.parametrize("html", [False, True])
+def test_preload_imports_papermill_and_only_with_html_nbconvert(html):
+    # A fresh process: this one may have imported both already.
+    code = ("import sys\nfrom utils.pipeline import execute\n"
+            "assert 'papermill' not in sys.modules\n"
+            f"execute.preload({html}).join()\n"
+            "print('papermill' in sys.modules, 'nbconvert' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["True", str(html)]

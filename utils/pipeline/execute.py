@@ -318,6 +318,32 @@ def run_notebook(step: Step, run: Path, parameters: dict[str, Any], progress: bo
     return out
 
 
+def preload(html: bool = True) -> threading.Thread:
+    """Import papermill (and warm nbconvert's HTML exporter) in a background thread, now.
+
+    Both are imported on first use, inside the first step: papermill's import takes about
+    1.3 s and the first HTML export 0.5 s more (its templates), on the critical path of every
+    run_all.py process, once per step under Airflow (a process per task). Started while the
+    runner waits for the first step's kernel (a process of its own) to be ready, the work costs
+    no wall time there; started earlier, beside MLflow's import in the main thread, it would
+    slow that down instead (one interpreter lock). Python's import lock makes a step that needs
+    papermill sooner wait for this import instead of doing it twice. A failure here is not reported: the step's own import raises it.
+    """
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            import papermill  # noqa: F401 - imported for its side effect: the module is ready
+
+            if html:
+                import nbformat
+                from nbconvert import HTMLExporter
+
+                HTMLExporter().from_notebook_node(nbformat.v4.new_notebook())
+
+    thread = threading.Thread(target=load, name="preload-papermill", daemon=True)
+    thread.start()
+    return thread
+
+
 def export_html(notebook: Path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
@@ -345,11 +371,13 @@ class PapermillExecutor:
     current one runs; spares are given up when the memory of the run's kernels passes
     :data:`SPARE_KERNEL_LIMIT_MB`. ``drop(step)`` gives up a step's spare (it was reused),
     ``close()`` every spare left. ``overlap=True`` (a whole run, which calls ``close()``): a
-    finished step's kernel exits in the background while the next step starts.
+    finished step's kernel exits in the background while the next step starts. papermill and
+    the HTML exporter load in the background (:func:`preload`) while the first step's kernel starts.
     """
 
     def __init__(self, html: bool = True, overlap: bool = False):
         self.html, self.overlap = html, overlap
+        self.preloading: threading.Thread | None = None
         self.spares: dict[tuple[str, Path], SpareKernel] = {}
         self._lock = threading.Lock()
         self._stopping: list[threading.Thread] = []
@@ -397,6 +425,8 @@ class PapermillExecutor:
             extra.discard()
         # Without a spare the kernel is started here the same way (nbclient's own start is the fallback).
         spare = mine[0] if mine else SpareKernel(step, run).start()
+        if self.preloading is None:  # while this thread waits for the kernel, not while it loads MLflow
+            self.preloading = preload(self.html)
         km = spare.take()
         if km is not None:
             spare.adopt(run)  # once started: the kernel holds its log file open

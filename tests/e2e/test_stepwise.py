@@ -1,0 +1,45 @@
+"""run_all.py --run ID --step NN (a scheduler's task): its kernel starts early and never outlives it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import psutil
+
+from utils.core.paths import PROJECT_ROOT
+
+
+def processes_marked(mark: str) -> list[psutil.Process]:
+    """Processes whose environment holds ``LEAD2VALUE_TEST_MARK=mark`` (a kernel inherits it)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("LEAD2VALUE_TEST_MARK") == mark:
+                found.append(process)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def run_all(tmp_path, mark: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(tmp_path), LEAD2VALUE_TEST_MARK=mark)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
+    return subprocess.run([sys.executable, "run_all.py", "--no-progress", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_step_refused_by_the_runner_leaves_no_kernel_behind(tmp_path):
+    mark = uuid.uuid4().hex
+    begun = run_all(tmp_path, mark, "--begin", "--profile", "smoke")
+    assert begun.returncode == 0, begun.stderr
+    run_id = begun.stdout.strip().splitlines()[-1].removeprefix("run_id=")
+    # 03 before 00 and 02: its kernel starts at once, then the runner refuses the step.
+    result = run_all(tmp_path, mark, "--run", run_id, "--step", "03_lead_model")
+    assert result.returncode == 1, result.stderr
+    assert "03_lead_model needs 00_data, 02_cleaning first" in result.stderr
+    # Gone when run_all.py is: killed by it, not left to notice its parent's death (ipykernel does, within a second).
+    assert processes_marked(mark) == []
+    assert run_all(tmp_path, mark, "--run", run_id, "--abandon").returncode == 0
