@@ -276,7 +276,7 @@ def stepwise(args: argparse.Namespace) -> int:
         # scheduler every step is a process of its own, and its kernel would otherwise start cold after.
         executor = None
         if not (args.abandon or args.finish):
-            executor = execute.PapermillExecutor()
+            executor = execute.PapermillExecutor(kill_when_done=True)
             executor.prepare(catalog.step(args.step), paths.RUNS_DIR / args.run)
         try:
             runner = load_runner()

@@ -186,3 +186,23 @@ def test_preload_imports_papermill_and_only_with_html_nbconvert(html):
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             check=True)
     assert result.stdout.split() == ["True", str(html)]
+
+
+class FakeTakenSpare(FakeSpare):
+    def take(self):
+        return "km"
+
+    def adopt(self, run):
+        pass
+
+
+@pytest.mark.parametrize(("kill_when_done", "now"), [(False, False), (True, True)])
+def test_a_one_step_process_kills_its_kernel_once_the_notebook_is_saved(monkeypatch, tmp_path, kill_when_done, now):
+    monkeypatch.setattr(execute, "SpareKernel", FakeTakenSpare)
+    monkeypatch.setattr(execute, "preload", lambda html: None)
+    monkeypatch.setattr(execute, "run_notebook", lambda *args, **kwargs: None)
+    stopped = []
+    monkeypatch.setattr(execute, "shutdown", lambda km, now=True: stopped.append((km, now)))
+    executor = execute.PapermillExecutor(kill_when_done=kill_when_done)
+    executor.execute(catalog.step("01"), tmp_path, {}, progress=False)
+    assert stopped == [("km", now)]

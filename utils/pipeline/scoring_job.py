@@ -235,7 +235,7 @@ def run_scoring_job(request: JobRequest, executor: Executor | None = None, track
         "notebook": SCORING_STEP,
     }
     write_manifest(folder, manifest)
-    executor = executor or PapermillExecutor(html=False)
+    executor = executor or PapermillExecutor(html=False, kill_when_done=True)
     tracker = tracker or MlflowTracker()
     run_id = tracker.start(f"score {job_id}", {"lead2value.job_id": job_id, "lead2value.step": SCORING_STEP,
                                                 "git.commit": git["commit"] or "unknown", "git.dirty": str(git["dirty"])})
