@@ -17,7 +17,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from utils.core import tracking
+from utils.core import drift, tracking
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,20 @@ def test_logged_model_answers_a_named_column_and_carries_its_drift_reference(sto
     assert set(reference["columns"]) == {"a", "b", "kind", "p_yes"}
     assert reference["columns"]["b"]["shares"][-1] == pytest.approx(9 / 80)  # the missing-value bin
     assert reference["columns"]["kind"]["kind"] == "categorical"
+    # Built column by column, it is the reference of one table of the inputs and the score, to the byte.
+    whole = drift.build_reference(X.assign(p_yes=model.predict_proba(X)[:, 1]), n_bins=10)
+    assert json.dumps(reference["columns"], sort_keys=True) == json.dumps(whole["columns"], sort_keys=True)
+
+
+def test_the_drift_reference_leaves_out_the_excluded_inputs_and_any_index(store):
+    tracking.configure()
+    X = pd.DataFrame({"a": np.arange(40.0), "basket": [f"b{i}" for i in range(40)]}, index=np.arange(100, 140))
+    model = make_pipeline(ColumnTransformer([("n", "passthrough", ["a"])]), LogisticRegression())
+    model.fit(X, (X["a"] > 20).astype(int))
+    with mlflow.start_run():
+        uri = tracking.log_model(model, X, "p", method="predict_proba", drift_exclude=["basket"])
+    reference = json.loads((Path(mlflow.artifacts.download_artifacts(uri)) / tracking.DRIFT_REFERENCE_FILE).read_text())
+    assert list(reference["columns"]) == ["a", "p"] and reference["rows"] == 40
 
 
 def test_logging_a_model_says_nothing_on_stderr_and_other_warnings_still_pass(store, capfd):

@@ -10,6 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from utils.core.paths import PROJECT_ROOT
 from utils.leads import model as lm
@@ -354,3 +355,15 @@ def test_the_pycaret_screen_leaves_matplotlib_fonts_and_warnings_as_they_were():
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("a warning of the notebook, after the screen") == 2, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "true"
+
+
+@pytest.mark.parametrize("family", ["lightgbm", "lr"])
+def test_fitting_step_by_step_on_rows_gives_the_pipeline_fit(family):
+    frame = clean_leads(900, seed=5)
+    X, y = lm.split_xy(frame)
+    rows = np.random.default_rng(5).choice(len(y), size=600, replace=False)
+    pipe = lm.build_lead_pipeline(FAST if family == "lightgbm" else None, random_state=7, family=family)
+    whole = clone(pipe).fit(X.iloc[rows], y[rows])
+    stepwise = lm.fit_on_rows(pipe, X, y, rows)
+    assert stepwise is not pipe and not hasattr(pipe.named_steps["model"], "classes_"), "the pipeline given stays unfitted"
+    assert np.array_equal(lm.positive_proba(stepwise, X), lm.positive_proba(whole, X))
