@@ -139,12 +139,10 @@ def plain(profile: str, out: Path) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")  # the kernels draw inline; nothing is shown here
     import cloudpickle
     import matplotlib.pyplot as plt
-    import pandas as pd
 
-    from utils.core import drift, gate, lineage, paths, tracking
+    from utils.core import gate, lineage, paths, tracking
     from utils.core.files import write_json
     from utils.core.parallel import predict_in_chunks
-    from utils.core.serving import NamedScore
     from utils.pipeline import catalog, execute
     from utils.pipeline import params as params_mod
     from utils.pipeline.steps import StepContext
@@ -160,14 +158,7 @@ def plain(profile: str, out: Path) -> None:
     def log_model(model, X_train, score_column, *, method="predict", name="model", optional_columns=(),
                   recipe=None, n_bins=10, drift_exclude=()):
         """tracking.log_model without MLflow: scores, drift reference, signature schema, the pickle."""
-        X = X_train if X_train.index.equals(pd.RangeIndex(len(X_train))) else X_train.reset_index(drop=True)
-        wrapped = NamedScore(model, score_column, method)
-        scores = pd.Series(predict_in_chunks(lambda rows: wrapped.predict(rows)[score_column], X, model=model),
-                           name=score_column)
-        reference = drift.build_reference(X, columns=[c for c in X.columns if c not in set(drift_exclude)],
-                                          n_bins=n_bins)
-        reference["columns"][score_column] = drift.column_reference(scores, n_bins, reference["rare_share"])
-        reference["score_column"] = score_column
+        X, wrapped, reference = tracking.scored_reference(model, X_train, score_column, method, n_bins, drift_exclude)
         schema = tracking.input_schema(X, optional_columns)
         folder = run / "models" / score_column
         folder.mkdir(parents=True, exist_ok=True)

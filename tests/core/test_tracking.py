@@ -226,3 +226,17 @@ def test_a_logged_model_loads_in_a_client_with_its_own_utils_package(store, tmp_
     assert columns == f"[{score_column!r}]"
     np.testing.assert_allclose(eval(scores), np.round(expected(X.head(25)), 10), rtol=1e-9, atol=1e-9)
     assert where.startswith(str(client)) and loaded == "['utils']", "the client's utils is the only utils"
+
+
+def test_the_scored_reference_is_the_reference_of_inputs_and_score_as_one_table():
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"a": rng.normal(size=60), "basket": [f"b{i}" for i in range(60)]}, index=np.arange(60) * 2)
+    model = make_pipeline(ColumnTransformer([("n", "passthrough", ["a"])]), LogisticRegression())
+    model.fit(X, (X["a"] > 0).astype(int))
+    rows, served, reference = tracking.scored_reference(model, X, "p", "predict_proba", drift_exclude=["basket"])
+    assert rows.index.equals(pd.RangeIndex(60)) and list(served.predict(rows.head(2)).columns) == ["p"]
+    whole = drift.build_reference(rows[["a"]].assign(p=model.predict_proba(rows)[:, 1]))
+    assert json.dumps(reference["columns"], sort_keys=True) == json.dumps(whole["columns"], sort_keys=True)
+    assert reference["score_column"] == "p"
+    same_rows, _, _ = tracking.scored_reference(model, rows, "p", "predict_proba")
+    assert same_rows is rows, "rows already indexed 0..n-1 are not copied"

@@ -184,6 +184,24 @@ def input_schema(X: pd.DataFrame, optional: Iterable[str] = ()) -> Schema:
     return Schema(specs)
 
 
+def scored_reference(model: Any, X_train: pd.DataFrame, score_column: str, method: str = "predict", n_bins: int = 10,
+                     drift_exclude: Iterable[str] = ()) -> tuple[pd.DataFrame, NamedScore, dict[str, Any]]:
+    """What :func:`log_model` logs besides the pickle: (the training rows with a 0..n-1 index, the model
+    answering ``score_column``, the drift reference of every input but ``drift_exclude`` and of the score)."""
+    # No copy of the training rows (190,000 leads: about 140 MB each, where a default run's memory peaks).
+    X = X_train if X_train.index.equals(pd.RangeIndex(len(X_train))) else X_train.reset_index(drop=True)
+    served = NamedScore(model, score_column, method)
+    # Every training row is scored for the reference: in blocks, on every core (the same scores).
+    scores = pd.Series(predict_in_chunks(lambda rows: served.predict(rows)[score_column], X, model=model),
+                       name=score_column)
+    excluded = set(drift_exclude)
+    # The inputs' bins and then the score's, column by column: as one table of both, without building it.
+    reference = drift.build_reference(X, columns=[c for c in X.columns if c not in excluded], n_bins=n_bins)
+    reference["columns"][score_column] = drift.column_reference(scores, n_bins, reference["rare_share"])
+    reference["score_column"] = score_column
+    return X, served, reference
+
+
 def log_model(model: Any, X_train: pd.DataFrame, score_column: str, *, method: str = "predict", name: str = "model",
               optional_columns: Iterable[str] = (), recipe: dict | None = None,
               n_bins: int = 10, drift_exclude: Iterable[str] = ()) -> str:
@@ -201,17 +219,7 @@ def log_model(model: Any, X_train: pd.DataFrame, score_column: str, *, method: s
     * ``recipe`` (e.g. the feature window a CLV feature table was built with) goes in the
       model's metadata, so a scoring job can build new rows the same way.
     """
-    # No copy of the training rows (190,000 leads: about 140 MB each, where a default run's memory peaks).
-    X = X_train if X_train.index.equals(pd.RangeIndex(len(X_train))) else X_train.reset_index(drop=True)
-    served = NamedScore(model, score_column, method)
-    # Every training row is scored for the reference: in blocks, on every core (the same scores).
-    scores = pd.Series(predict_in_chunks(lambda rows: served.predict(rows)[score_column], X, model=model),
-                       name=score_column)
-    excluded = set(drift_exclude)
-    # The inputs' bins and then the score's, column by column: as one table of both, without building it.
-    reference = drift.build_reference(X, columns=[c for c in X.columns if c not in excluded], n_bins=n_bins)
-    reference["columns"][score_column] = drift.column_reference(scores, n_bins, reference["rare_share"])
-    reference["score_column"] = score_column
+    X, served, reference = scored_reference(model, X_train, score_column, method, n_bins, drift_exclude)
     signature = ModelSignature(inputs=input_schema(X, optional_columns),
                                outputs=Schema([ColSpec("double", score_column)]))
     metadata = {"score_column": score_column, "drift_reference": DRIFT_REFERENCE_FILE, "recipe": recipe or {}}

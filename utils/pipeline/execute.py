@@ -327,7 +327,8 @@ def preload(html: bool = True) -> threading.Thread:
     runner waits for the first step's kernel (a process of its own) to be ready, the work costs
     no wall time there; started earlier, beside MLflow's import in the main thread, it would
     slow that down instead (one interpreter lock). Python's import lock makes a step that needs
-    papermill sooner wait for this import instead of doing it twice. A failure here is not reported: the step's own import raises it.
+    papermill sooner wait for this import instead of doing it twice. A failure here is not
+    reported: the step's own import raises it.
     """
     def load() -> None:
         with contextlib.suppress(Exception):
