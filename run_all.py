@@ -328,5 +328,6 @@ def _quiet_interrupts() -> None:
 
 
 if __name__ == "__main__":
+    environment.skip_exit_collection()
     _quiet_interrupts()
     sys.exit(main())
