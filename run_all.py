@@ -10,7 +10,8 @@
 
 A scheduler runs one notebook per task (see dags/): `--begin` prints the run id, then
 `--run RUN_ID --step 03_lead_model` runs one step of it, `--run RUN_ID --finish` ends it
-(promotions, outputs/latest), and `--run RUN_ID --abandon` gives a failed one up.
+(promotions, outputs/latest; with `--step`, after that step), and `--run RUN_ID --abandon` gives a
+failed one up. `--warm-next` leaves a kernel warmed for the next step's process (utils/pipeline/handoff.py).
 
 Steps whose inputs, code and parameters did not change since a successful run are
 reused, not re-executed. The steps and datasets are declared in utils/pipeline/catalog.py,
@@ -32,7 +33,7 @@ from utils.core import paths
 from utils.core.errors import DataContractError
 from utils.pipeline import catalog, compare, environment, plan
 from utils.pipeline import params as params_mod
-from utils.pipeline import execute
+from utils.pipeline import execute, handoff
 from utils.pipeline.execute import StepFailed
 from utils.pipeline.lock import RunLockedError, close_lease, open_lease, run_lock
 
@@ -68,14 +69,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     stepwise.add_argument("--begin", action="store_true", help="begin a run and print its id; run no step")
     stepwise.add_argument("--run", metavar="RUN_ID", help="the run begun with --begin that --step/--finish/--abandon act on")
     stepwise.add_argument("--step", metavar="NN_NAME", help="execute (or reuse) this one step of --run")
-    stepwise.add_argument("--finish", action="store_true", help="end --run: promotions, metrics, outputs/latest")
+    stepwise.add_argument("--finish", action="store_true",
+                          help="end --run: promotions, metrics, outputs/latest (with --step: once that step is done, "
+                               "in the same process)")
     stepwise.add_argument("--abandon", action="store_true", help="mark --run failed and release its lease")
+    stepwise.add_argument("--warm-next", action="store_true",
+                          help="with --begin or --step: leave a kernel warmed for the run's next step, for the next "
+                               "process (a scheduler's next task) to claim; unclaimed, it ends itself")
     args = parser.parse_args(argv)
     actions = [flag for flag in ("step", "finish", "abandon") if getattr(args, flag)]
-    if args.run and len(actions) != 1:
-        parser.error("--run needs exactly one of --step, --finish, --abandon")
+    if args.run and actions not in (["step"], ["finish"], ["abandon"], ["step", "finish"]):
+        parser.error("--run needs one of --step, --finish, --abandon (or --step with --finish)")
     if actions and not args.run:
         parser.error(f"--{actions[0]} needs --run RUN_ID (the id --begin printed)")
+    if args.warm_next and not (args.begin or args.step):
+        parser.error("--warm-next goes with --begin or --step")
     return args
 
 
@@ -216,8 +224,10 @@ def run(args: argparse.Namespace) -> int:
                       f"(same notebooks, parameters, inputs, utils code and lock). "
                       f"Use --force or --force-from NN to re-execute.")
                 return 0
-            # The first step's notebook kernel starts (and imports) while MLflow loads and the run begins.
+            # The first step's notebook kernel starts (and imports) while MLflow loads and the run begins;
+            # --begin --warm-next: for the process of the first step's task.
             executor = None if args.begin else first_kernel_early(planned, options)
+            left = handoff.leave(catalog.STEPS[0], None) if args.begin and args.warm_next else None
             try:
                 runner = load_runner()
                 # The input check reads every user file and imports both model stacks: only where a run begins.
@@ -226,12 +236,17 @@ def run(args: argparse.Namespace) -> int:
                 if args.begin:
                     state = runner.begin_run(options, planned, check_inputs=check_run)
                     open_lease(state.run_id)
+                    if left is not None:
+                        left = handoff.assign(left, state.run)
                     print(f"run_id={state.run_id}")
+                    left = None  # the next task's now
                     return 0
                 runner.run_pipeline(options, planned, check_inputs=check_run, executor=executor)
             finally:
                 if executor is not None:
                     executor.close()
+                if left is not None:  # the run did not begin: no task will claim it
+                    handoff.discard(left)
     except params_mod.ParameterError as err:
         print(f"error: {err}\nnothing was run; {UNCHANGED}.", file=sys.stderr)
         return 2
@@ -272,41 +287,61 @@ def stepwise(args: argparse.Namespace) -> int:
         # The leased run is legitimately "running" between its processes; any other is a dead one's.
         for run_id in environment.mark_stale_runs(keep=args.run):
             print(f"marked run {run_id} killed: it was left 'running' by a run_all.py that is gone")
-        # A step's kernel starts (and imports) while MLflow loads and the run is read back: under a
-        # scheduler every step is a process of its own, and its kernel would otherwise start cold after.
-        executor = None
-        if not (args.abandon or args.finish):
+        # Under a scheduler every step is a process of its own. Its kernel is the one the task before
+        # left warm (--warm-next), else it starts (and imports) now, while the run is read back; MLflow
+        # loads in a thread, and the kernel creates the notebook's MLflow run. This task may leave a
+        # kernel for the next one in turn.
+        executor, handed, left, run_dir = None, None, None, paths.RUNS_DIR / args.run
+        if args.step:
             executor = execute.PapermillExecutor(kill_when_done=True)
-            executor.prepare(catalog.step(args.step), paths.RUNS_DIR / args.run)
+            step = catalog.step(args.step)
+            handed = handoff.claim(step, run_dir) if run_dir.is_dir() else None
+            if handed is not None:
+                executor.add_spare(step, run_dir, handoff.HandedKernel(handed))
+            else:
+                executor.prepare(step, run_dir)
+            following = handoff.next_step(run_dir, step.name) if args.warm_next and run_dir.is_dir() else None
+            left = handoff.leave(following, run_dir) if following is not None else None
         try:
             runner = load_runner()
+            tracker = handoff.BackgroundTracker(handed) if executor is not None else None
             state = runner.resume_run(args.run)
-            stepwise_action(runner, state, args, executor)
+            stepwise_action(runner, state, args, executor, tracker)
+        except BaseException:
+            if left is not None:  # the next task would not come (refused, failed, interrupted): end it now
+                handoff.discard(left)
+            raise
         finally:
             if executor is not None:
                 executor.close()
     return 0
 
 
-def stepwise_action(runner, state, args: argparse.Namespace, executor: execute.PapermillExecutor | None) -> None:
+def stepwise_action(runner, state, args: argparse.Namespace, executor: execute.PapermillExecutor | None,
+                    tracker=None) -> None:
     """What --abandon, --finish or --step does to the resumed run ``state``."""
     if args.abandon:
         runner.fail_run(state, "abandoned (run_all.py --abandon)")
+        handoff.discard_all(args.run)
         close_lease(args.run)
         print(f"run {args.run} abandoned: outputs/latest and the champion aliases are unchanged.")
-    elif args.finish:
-        runner.finish_run(state)
+        return
+    # A retry of "--step NN --finish" whose step is done already only finishes.
+    if args.step and not (args.finish and args.step in state.records):
+        runner.run_step(state, args.step, executor=executor, tracker=tracker)
+    if args.finish:
+        handoff.discard_all(args.run)  # kernels left for steps this run reused
+        runner.finish_run(state, tracker=tracker)
         close_lease(args.run)
-    else:
-        runner.run_step(state, args.step, executor=executor)
 
 
 def load_runner():  # -> the utils.pipeline.runner module
-    """The runner, once the tracking server answers (a missing server would hang MLflow for minutes)."""
+    """The runner, once the tracking server answers (a missing server would hang MLflow for minutes;
+    MLflow loads where the runner first makes a tracker)."""
     environment.probe_tracking_server()
     # MLflow's INFO lines ("Creating initial MLflow database tables...") are not the user's business.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    # MLflow and papermill load in a second or two: not needed for --compare or a no-op.
+    # Not needed for --compare or a no-op.
     from utils.pipeline import runner
 
     return runner

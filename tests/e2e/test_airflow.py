@@ -90,11 +90,14 @@ def test_the_dags_import_cleanly_without_cycles_with_one_task_per_notebook(airfl
         ("@monthly", False, 1, 1)
     assert training["cycle_free"]
     notebooks = [s.name for s in catalog.STEPS]
-    assert set(training["tasks"]) == {"begin", *notebooks, "finish", "abandon"}
+    assert set(training["tasks"]) == {"begin", *notebooks, "abandon", "done"}
     for step in notebooks:  # each notebook task follows the steps the catalog says it reads from
         for upstream in catalog.upstream(step):
             assert step in training["tasks"][upstream], f"{upstream} -> {step}"
-        assert {"finish", "abandon"} <= set(training["tasks"][step])
+        assert "abandon" in training["tasks"][step]
+    last = notebooks[-1]  # its task finishes the run: after every other notebook
+    assert all(last in training["tasks"][step] for step in notebooks[:-1])
+    assert training["tasks"]["done"] == [] and "done" in training["tasks"][last], "the run's outcome: a leaf"
 
 
 def test_the_training_dag_runs_every_notebook_through_the_runner(airflow):
@@ -122,7 +125,7 @@ def test_a_failing_notebook_fails_its_task_and_the_run_moves_nothing(airflow):
     assert result.returncode != 0, "the DAG run fails"
     states = task_states(airflow, "lead2value_training", "2026-02-01")
     assert states["02_cleaning"] == "failed" and states["abandon"] == "success", states
-    assert states["03_lead_model"] == states["05_scoring"] == states["finish"] == "upstream_failed", states
+    assert states["03_lead_model"] == states["05_scoring"] == states["done"] == "upstream_failed", states
     assert states["00_data"] == "success"
     assert (airflow.outputs / "latest").resolve() == before
     failed = [p for p in (airflow.outputs / "runs").iterdir()

@@ -43,3 +43,21 @@ def test_a_step_refused_by_the_runner_leaves_no_kernel_behind(tmp_path):
     # Gone when run_all.py is: killed by it, not left to notice its parent's death (ipykernel does, within a second).
     assert processes_marked(mark) == []
     assert run_all(tmp_path, mark, "--run", run_id, "--abandon").returncode == 0
+
+
+def test_kernels_left_for_the_next_task_end_with_the_run(tmp_path):
+    mark = uuid.uuid4().hex
+    begun = run_all(tmp_path, mark, "--begin", "--warm-next", "--profile", "smoke")
+    assert begun.returncode == 0, begun.stderr
+    run_id = begun.stdout.strip().splitlines()[-1].removeprefix("run_id=")
+    assert len(processes_marked(mark)) == 1, "begin left one kernel, warming for 00_data"
+    # A refused step claims that kernel (and kills it) and ends the one it had started for the step after.
+    refused = run_all(tmp_path, mark, "--run", run_id, "--step", "03_lead_model", "--warm-next")
+    assert refused.returncode == 1, refused.stderr
+    assert processes_marked(mark) == []
+    begun_again = run_all(tmp_path, mark, "--run", run_id, "--step", "00_data", "--warm-next")
+    assert begun_again.returncode == 0, begun_again.stderr
+    assert len(processes_marked(mark)) == 1, "00_data left a kernel for the next step"
+    assert run_all(tmp_path, mark, "--run", run_id, "--abandon").returncode == 0
+    assert processes_marked(mark) == [], "abandoning the run ended it"
+    assert not (tmp_path / ".spares" / run_id).exists()

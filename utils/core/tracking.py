@@ -86,6 +86,24 @@ def configure() -> str:
     return uri
 
 
+def create_run(name: str, tags: dict[str, str], parent_id: str | None = None, client: MlflowClient | None = None,
+               experiment_id: str | None = None) -> str:
+    """Create (not start) a run of the project's experiment named ``name``, a child of ``parent_id``; its id.
+
+    Without a ``client`` the project store is configured first (:func:`configure`). The runner creates
+    each notebook's run with it, in its own process or, under a scheduler, inside a kernel handed over
+    warm (:mod:`utils.pipeline.handoff`).
+    """
+    if client is None:
+        configure()
+        client = MlflowClient()
+    if experiment_id is None:
+        experiment_id = client.get_experiment_by_name(EXPERIMENT_NAME).experiment_id
+    if parent_id:
+        tags = {**tags, "mlflow.parentRunId": parent_id}
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+
 def write_metrics(path: Path, metrics: dict[str, float]) -> dict[str, float]:
     """Merge ``metrics`` (flat keys, as floats) into the JSON file at ``path`` and log them to the active run."""
     clean = {key: float(value) for key, value in metrics.items()}

@@ -60,31 +60,39 @@ class Executor(Protocol):
         """Run the step into ``run``; return its peak memory in MB (None if not measured). Raise StepFailed."""
 
 
-def children_rss() -> int:
-    """Bytes held by this process's children (notebook kernels, spare or exiting ones), summed."""
+def children_rss(adopted: tuple[int, ...] = ()) -> int:
+    """Bytes held by this process's children (notebook kernels, spare or exiting ones) and by the
+    ``adopted`` processes (a kernel another process started: :mod:`utils.pipeline.handoff`), summed."""
+    processes = {p.pid: p for p in psutil.Process().children(recursive=True)}
+    for pid in adopted:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            processes.update({p.pid: p for p in [root, *root.children(recursive=True)]})
     total = 0
-    for child in psutil.Process().children(recursive=True):
+    for process in processes.values():
         try:
-            total += child.memory_info().rss
+            total += process.memory_info().rss
         except psutil.Error:
             pass
     return total
 
 
 class PeakMemory:
-    """Samples the RSS of this process's children (the notebook kernel, a spare one) while a step runs.
+    """Samples the RSS of this process's children (the notebook kernel, a spare one) and of the
+    ``adopted`` kernel (started by another process) while a step runs.
 
     ``on_sample`` (if given) is told every summed sample, in MB.
     """
 
-    def __init__(self, interval: float = 0.25, on_sample: Callable[[float], None] | None = None):
+    def __init__(self, interval: float = 0.25, on_sample: Callable[[float], None] | None = None,
+                 adopted: tuple[int, ...] = ()):
         self.interval, self.peak, self._stop = interval, 0, threading.Event()
-        self.on_sample = on_sample
+        self.on_sample, self.adopted = on_sample, adopted
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            total = children_rss()
+            total = children_rss(self.adopted)
             self.peak = max(self.peak, total)
             if self.on_sample is not None:
                 self.on_sample(total / 1e6)
@@ -394,6 +402,12 @@ class PapermillExecutor:
             if key not in self.spares:
                 self.spares[key] = SpareKernel(step, run).start()
 
+    def add_spare(self, step: Step, run: Path, spare: Any) -> None:
+        """Use ``spare`` (a kernel started elsewhere, with :class:`SpareKernel`'s ``take``, ``adopt`` and
+        ``discard``: :class:`utils.pipeline.handoff.HandedKernel`) for ``step``'s :meth:`execute` in ``run``."""
+        with self._lock:
+            self.spares[(step.name, Path(run))] = spare
+
     def _pop(self, step: Step | None = None, run: Path | None = None) -> list[SpareKernel]:
         """The spares of ``step`` (all when None) for ``run`` or started before any run (all runs when None)."""
         with self._lock:
@@ -436,8 +450,11 @@ class PapermillExecutor:
         if km is not None:
             spare.adopt(run)  # once started: the kernel holds its log file open
         self._settle()
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        # A kernel handed over by another process is not a child of this one: its memory is counted by pid.
+        adopted = (process.pid,) if getattr(process, "adopted", False) else ()
         try:
-            with PeakMemory(on_sample=self._watch) as memory:
+            with PeakMemory(on_sample=self._watch, adopted=adopted) as memory:
                 run_notebook(step, run, parameters, progress, self.html, km=km)
         finally:
             if km is not None and self.overlap:

@@ -20,13 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mlflow import MlflowClient
-
-from utils.core import paths, tracking
+from utils.core import paths
 from utils.core.hashing import sha256_bytes, sha256_file
-from utils.pipeline import book, catalog, fingerprint, promotions
+from utils.pipeline import book, catalog, fingerprint
 from utils.pipeline.execute import Executor, PapermillExecutor, StepFailed
 from utils.pipeline.manifest import (
     RUN_LEVEL_FILES,
@@ -43,6 +41,9 @@ from utils.pipeline.manifest import (
     write_status,
 )
 from utils.pipeline.plan import Plan, RunOptions, find_reusable, fingerprint_step, forced, make_plan
+
+if TYPE_CHECKING:  # imported where used: the registry needs MLflow, which a step's process loads off its way
+    from utils.pipeline import promotions
 
 
 class Tracker(Protocol):
@@ -63,14 +64,20 @@ class MlflowTracker:
     """One parent MLflow run per run_all.py invocation, one child per executed notebook."""
 
     def __init__(self) -> None:
+        # MLflow loads here, not with the module: a scheduler's step process loads it beside its kernel's
+        # start (utils.pipeline.handoff.BackgroundTracker), off the way to the notebook.
+        from mlflow import MlflowClient
+
+        from utils.core import tracking
+
         tracking.configure()
         self.client = MlflowClient()
         self.experiment_id = self.client.get_experiment_by_name(tracking.EXPERIMENT_NAME).experiment_id
 
     def start(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
-        if parent_id:
-            tags = {**tags, "mlflow.parentRunId": parent_id}
-        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+        from utils.core import tracking
+
+        return tracking.create_run(name, tags, parent_id, self.client, self.experiment_id)
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         for name, value in params.items():
@@ -265,6 +272,8 @@ def fail_run(state: RunState, error: str, tracker: Tracker | None = None, killed
 
 def finish_run(state: RunState, tracker: Tracker | None = None, registry: promotions.Registry | None = None) -> Path:
     """Every step done: merge metrics, apply this run's promotions, point outputs/latest at the run."""
+    from utils.pipeline import promotions  # the model registry: MLflow
+
     tracker = tracker or MlflowTracker()
     registry = registry or promotions.MlflowRegistry()
     run, manifest = state.run, state.manifest
