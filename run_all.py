@@ -230,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
             left = handoff.leave(catalog.STEPS[0], None) if args.begin and args.warm_next else None
             try:
                 runner = load_runner()
+                if args.begin:  # MLflow loads while the input check runs; the store is opened after it
+                    execute.preload_module("utils.core.tracking")
                 # The input check reads every user file and imports both model stacks: only where a run begins.
                 from utils.pipeline.preflight import check_run
 

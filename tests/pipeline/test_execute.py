@@ -206,3 +206,26 @@ def test_a_one_step_process_kills_its_kernel_once_the_notebook_is_saved(monkeypa
     executor = execute.PapermillExecutor(kill_when_done=kill_when_done)
     executor.execute(catalog.step("01"), tmp_path, {}, progress=False)
     assert stopped == [("km", now)]
+
+
+ORPHAN = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200_000_000); time.sleep(60)"],
+                         start_new_session=True)
+print(child.pid, flush=True)
+"""
+
+
+def test_memory_counts_a_kernel_another_process_started_by_its_pid():
+    import psutil
+
+    # Started by a process that exits at once: like a kernel the task before left, no child of ours.
+    pid = int(subprocess.run([sys.executable, "-c", ORPHAN], capture_output=True, text=True, timeout=60).stdout)
+    try:
+        deadline = time.monotonic() + 20
+        while psutil.Process(pid).memory_info().rss < 150e6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alone = execute.children_rss()
+        assert execute.children_rss((pid,)) - alone >= 150e6
+    finally:
+        psutil.Process(pid).kill()

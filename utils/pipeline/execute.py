@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -349,6 +350,18 @@ def preload(html: bool = True) -> threading.Thread:
                 HTMLExporter().from_notebook_node(nbformat.v4.new_notebook())
 
     thread = threading.Thread(target=load, name="preload-papermill", daemon=True)
+    thread.start()
+    return thread
+
+
+def preload_module(name: str) -> threading.Thread:
+    """Import module ``name`` in a background thread, now (as :func:`preload`: a failure is the later
+    import's to raise, and Python's import lock makes an earlier use wait instead of importing twice)."""
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name=f"preload-{name}", daemon=True)
     thread.start()
     return thread
 
