@@ -211,7 +211,7 @@ def test_a_one_step_process_kills_its_kernel_once_the_notebook_is_saved(monkeypa
 ORPHAN = """
 import subprocess, sys
 child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200_000_000); time.sleep(60)"],
-                         start_new_session=True)
+                         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(child.pid, flush=True)
 """
 
