@@ -229,3 +229,21 @@ def test_memory_counts_a_kernel_another_process_started_by_its_pid():
         assert execute.children_rss((pid,)) - alone >= 150e6
     finally:
         psutil.Process(pid).kill()
+
+
+PRELOADED = """
+import sys
+from utils.pipeline import execute
+assert "utils.core.tracking" not in sys.modules
+execute.preload_module("utils.core.tracking").join(120)
+print("utils.core.tracking" in sys.modules, "mlflow" in sys.modules)
+execute.preload_module("no.such.module").join(10)  # a failure is the later import's to raise
+print("ok")
+"""
+
+
+def test_a_module_preloads_in_the_background():
+    out = subprocess.run([sys.executable, "-c", PRELOADED], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "ok"]
