@@ -31,9 +31,8 @@ import sys
 
 from utils.core import paths
 from utils.core.errors import DataContractError
-from utils.pipeline import catalog, compare, environment, plan
+from utils.pipeline import catalog, compare, environment, execute, handoff, plan
 from utils.pipeline import params as params_mod
-from utils.pipeline import execute, handoff
 from utils.pipeline.execute import StepFailed
 from utils.pipeline.lock import RunLockedError, close_lease, open_lease, run_lock
 

@@ -12,8 +12,6 @@ from sklearn.base import clone
 from tests.helpers import scratch_mlflow_store
 from utils.clv import synth
 from utils.clv.basket import BASKET_COLUMN
-from utils.core import registry, tracking
-from utils.core.serving import unwrap
 from utils.clv.features import TARGET, build_clv_dataset, feature_columns
 from utils.clv.metrics import normalized_gini, paired_bootstrap, spearman
 from utils.clv.model import (
@@ -38,6 +36,7 @@ from utils.clv.model import (
     tune_hurdle,
 )
 from utils.core import registry, tracking
+from utils.core.serving import unwrap
 
 
 def customers_frame(n: int = 600, seed: int = 0) -> pd.DataFrame:

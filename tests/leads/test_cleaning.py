@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils.leads import cleaning as lc
 from utils.core.contracts import DataContractError
+from utils.leads import cleaning as lc
 from utils.leads.schema import INTERACTION_COLUMNS, leads_levels
 
 GOLDEN_TABLES = ("loaded_data_test_case", "city_tier_mapped_test_case",

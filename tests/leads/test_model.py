@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
+from utils.core import registry, tracking
+from utils.core.contracts import DataContractError
+from utils.core.gate import GateRule, Holdout
 from utils.core.paths import PROJECT_ROOT
 from utils.leads import model as lm
-from utils.core import registry, tracking
-from utils.core.gate import GateRule, Holdout
 from utils.leads.schema import INTERACTION_COLUMNS, LEAD_ID
 from utils.pipeline import promotions
-from utils.core.contracts import DataContractError
 
 
 def clean_leads(n: int = 600, seed: int = 0, signal: bool = True) -> pd.DataFrame:

@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils.scoring import dashboard
 from utils.core import drift as drift_reference
-from utils.scoring import monitoring
 from utils.core.contracts import DataContractError
+from utils.scoring import dashboard, monitoring
 
 
 def leads_frame(n: int = 120) -> pd.DataFrame:

@@ -9,7 +9,6 @@ the test opens no port. Skips when no Chromium binary is found
 from __future__ import annotations
 
 import base64
-import json
 import time
 
 import numpy as np
@@ -17,9 +16,8 @@ import pandas as pd
 import pytest
 
 from tests.browser import DevTools, chromium_binary, open_page
-from utils.scoring import dashboard
 from utils.core import drift as drift_reference
-from utils.scoring import monitoring
+from utils.scoring import dashboard, monitoring
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 

@@ -15,7 +15,6 @@ from utils.leads.schema import LEAD_ID, LEADS_FEATURE_COLUMNS
 from utils.leads.synth import generate_new_leads
 from utils.scoring import inputs
 
-
 FOUR = ("customers", "web_actions", "campaigns", "purchases")
 
 

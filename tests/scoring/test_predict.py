@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,10 +9,9 @@ import pandas as pd
 import pytest
 
 from tests.helpers import scratch_mlflow_store
-
-from utils.scoring import predict as scoring
 from utils.core.contracts import DataContractError
 from utils.core.hashing import sha256_file
+from utils.scoring import predict as scoring
 
 LEAD_FEATURES = ["city_tier", "first_platform_c", "total_leads_droppped", "referred_lead"]
 

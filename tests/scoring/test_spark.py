@@ -10,16 +10,15 @@ import shutil
 import subprocess
 import sys
 
+import mlflow
 import numpy as np
 import pandas as pd
-import mlflow
 import pytest
 
 from tests.helpers import scratch_mlflow_store
-
-from utils.scoring import predict as scoring
-from utils.core.paths import PROJECT_ROOT
 from utils.core.contracts import DataContractError
+from utils.core.paths import PROJECT_ROOT
+from utils.scoring import predict as scoring
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(180)]
 

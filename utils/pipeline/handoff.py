@@ -42,7 +42,9 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import LocalProvisioner
 
 from utils.core import paths
+from utils.pipeline import catalog
 from utils.pipeline.catalog import Step
+from utils.pipeline.environment import tracking_uri
 from utils.pipeline.execute import (
     KERNEL_ARGUMENTS,
     LocalKernelManager,
@@ -51,6 +53,7 @@ from utils.pipeline.execute import (
     shutdown,
     warm_up_code,
 )
+from utils.pipeline.runner import MlflowTracker
 
 # An unclaimed kernel ends itself after this long (a scheduler's next task normally starts within seconds;
 # a retry waits LEAD2VALUE_RETRY_DELAY_SECONDS, 300 by default).
@@ -87,8 +90,6 @@ PENDING = "_pending"  # the records of kernels started before their run has an i
 def stores() -> dict[str, str]:
     """The MLflow stores this process uses, as the project resolves them (MLflow sets the variables once
     it is configured): a kernel serves only a process that uses the same."""
-    from utils.pipeline.environment import tracking_uri
-
     tracking = tracking_uri()
     return {"tracking": tracking, "registry": os.environ.get("MLFLOW_REGISTRY_URI") or tracking}
 
@@ -259,8 +260,6 @@ class HandedKernel:
 
 def next_step(run: Path, current: str | None = None) -> Step | None:
     """The first step in the catalog's order, other than ``current``, that ``run`` has not done yet."""
-    from utils.pipeline import catalog
-
     steps = json.loads((Path(run) / "manifest.json").read_text(encoding="utf-8")).get("steps", {})
     done = {name for name, record in steps.items() if record.get("status") in ("executed", "reused")}
     return next((s for s in catalog.STEPS if s.name != current and s.name not in done), None)
@@ -340,8 +339,6 @@ class BackgroundTracker:
     def _load(self) -> None:
         try:
             if self._make is None:
-                from utils.pipeline.runner import MlflowTracker
-
                 self._make = MlflowTracker
             self._tracker = self._make()
         except BaseException as err:  # noqa: BLE001 - raised where the tracker is first needed

@@ -7,7 +7,6 @@ table carries the model name, version and run id as columns, and a side file
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field

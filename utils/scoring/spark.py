@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any
 
-import numpy as np
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 
 ROW_ID = "__lead2value_row"
