@@ -289,12 +289,13 @@ def stepwise(args: argparse.Namespace) -> int:
         for run_id in environment.mark_stale_runs(keep=args.run):
             print(f"marked run {run_id} killed: it was left 'running' by a run_all.py that is gone")
         # Under a scheduler every step is a process of its own. Its kernel is the one the task before
-        # left warm (--warm-next), else it starts (and imports) now, while the run is read back; MLflow
-        # loads in a thread, and the kernel creates the notebook's MLflow run. This task may leave a
-        # kernel for the next one in turn.
+        # left warm (--warm-next), else it starts (and imports) now, while the run is read back. A
+        # handed kernel has MLflow loaded: it creates, completes and ends the notebook's MLflow run, so
+        # this process loads MLflow only to finish the run (in a thread) or without such a kernel. This
+        # task may leave a kernel for the next one in turn.
         executor, handed, left, run_dir = None, None, None, paths.RUNS_DIR / args.run
         if args.step:
-            executor = execute.PapermillExecutor(kill_when_done=True)
+            executor = execute.PapermillExecutor(kill_when_done=True, keep_kernels=True)
             step = catalog.step(args.step)
             handed = handoff.claim(step, run_dir) if run_dir.is_dir() else None
             if handed is not None:
@@ -305,7 +306,7 @@ def stepwise(args: argparse.Namespace) -> int:
             left = handoff.leave(following, run_dir) if following is not None else None
         try:
             runner = load_runner()
-            tracker = handoff.BackgroundTracker(handed) if executor is not None else None
+            tracker = handoff.BackgroundTracker(handed, preload=args.finish) if executor is not None else None
             state = runner.resume_run(args.run)
             stepwise_action(runner, state, args, executor, tracker)
         except BaseException:

@@ -7,7 +7,9 @@ import sys
 import uuid
 
 import psutil
+from mlflow import MlflowClient
 
+from utils.core import tracking
 from utils.core.paths import PROJECT_ROOT
 
 
@@ -23,8 +25,8 @@ def processes_marked(mark: str) -> list[psutil.Process]:
     return found
 
 
-def run_all(tmp_path, mark: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(tmp_path), LEAD2VALUE_TEST_MARK=mark)
+def run_all(tmp_path, mark: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LEAD2VALUE_OUTPUTS=str(tmp_path), LEAD2VALUE_TEST_MARK=mark, **extra_env)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MLFLOW_REGISTRY_URI", None)
     return subprocess.run([sys.executable, "run_all.py", "--no-progress", *args], cwd=PROJECT_ROOT, env=env,
@@ -61,3 +63,25 @@ def test_kernels_left_for_the_next_task_end_with_the_run(tmp_path):
     assert run_all(tmp_path, mark, "--run", run_id, "--abandon").returncode == 0
     assert processes_marked(mark) == [], "abandoning the run ended it"
     assert not (tmp_path / ".spares" / run_id).exists()
+
+
+def test_a_step_given_a_warm_kernel_leaves_its_mlflow_work_to_it(tmp_path):
+    """The task process never loads MLflow: the kernel handed over creates, completes and ends the notebook's run."""
+    mark = uuid.uuid4().hex
+    begun = run_all(tmp_path, mark, "--begin", "--warm-next", "--profile", "smoke")
+    assert begun.returncode == 0, begun.stderr
+    run_id = begun.stdout.strip().splitlines()[-1].removeprefix("run_id=")
+    # Python lists every module it imports on stderr (threads' imports included).
+    step = run_all(tmp_path, mark, "--run", run_id, "--step", "00_data", PYTHONPROFILEIMPORTTIME="1")
+    assert step.returncode == 0, step.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in step.stderr.splitlines() if line.startswith("import time:")]
+    assert "papermill" in imported and "mlflow" not in imported
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT_NAME).experiment_id
+    [notebook_run] = client.search_runs([experiment], "tags.`lead2value.step` = '00_data'")
+    assert notebook_run.info.status == "FINISHED"
+    assert notebook_run.data.tags["mlflow.parentRunId"]
+    assert {a.path for a in client.list_artifacts(notebook_run.info.run_id, "notebook")} == {
+        "notebook/00_data.ipynb", "notebook/00_data.html"}
+    assert processes_marked(mark) == []
+    assert run_all(tmp_path, mark, "--run", run_id, "--abandon").returncode == 0

@@ -208,6 +208,20 @@ def test_a_one_step_process_kills_its_kernel_once_the_notebook_is_saved(monkeypa
     assert stopped == [("km", now)]
 
 
+def test_kept_kernels_run_on_until_the_executor_closes(monkeypatch, tmp_path):
+    """keep_kernels: the caller still talks to the notebook's kernel after execute(); close() kills it."""
+    monkeypatch.setattr(execute, "SpareKernel", FakeTakenSpare)
+    monkeypatch.setattr(execute, "preload", lambda html: None)
+    monkeypatch.setattr(execute, "run_notebook", lambda *args, **kwargs: None)
+    stopped = []
+    monkeypatch.setattr(execute, "shutdown", lambda km, now=True: stopped.append((km, now)))
+    executor = execute.PapermillExecutor(kill_when_done=True, keep_kernels=True)
+    executor.execute(catalog.step("01"), tmp_path, {}, progress=False)
+    assert stopped == [] and executor.kept == {"01_eda": "km"}
+    executor.close()
+    assert stopped == [("km", True)] and executor.kept == {}
+
+
 ORPHAN = """
 import subprocess, sys
 child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200_000_000); time.sleep(60)"],

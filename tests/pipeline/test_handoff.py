@@ -5,6 +5,7 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -126,6 +127,32 @@ def test_the_kernel_creates_the_notebooks_mlflow_run_under_its_parent(run, tmp_p
         handoff.HandedKernel(km).discard()
 
 
+def test_the_kernel_completes_and_ends_the_notebooks_run_without_mlflow_here(run, tmp_path, monkeypatch):
+    """A step process with a handed kernel never loads its own tracker: the kernel logs the executed copy
+    and ends the run. Once the kernel is gone, the tracker of this process takes over."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    handoff.leave(EDA, run)
+    km = handoff.claim(EDA, run)
+    recorder = Recorder()
+    try:
+        client = MlflowClient(uri)
+        tracker = handoff.BackgroundTracker(km, make=lambda: recorder, preload=False)
+        child = tracker.start("01_eda", {"lead2value.step": "01_eda"}, None)
+        executed = tmp_path / "01_eda.html"
+        executed.write_text("<p>executed</p>")
+        tracker.log_artifact(child, executed, artifact_path="notebook")
+        tracker.end(child, "FINISHED")
+        assert not tracker.loaded and recorder.calls == []
+        assert client.get_run(child).info.status == "FINISHED"
+        assert [a.path for a in client.list_artifacts(child, "notebook")] == ["notebook/01_eda.html"]
+    finally:
+        handoff.HandedKernel(km).discard()
+    assert not handoff.kernel_running(km)
+    tracker.end("another-run", "FAILED")
+    assert tracker.loaded and recorder.calls == [("end", "another-run", "FAILED")]
+
+
 class Recorder:
     def __init__(self):
         self.calls = []
@@ -152,6 +179,13 @@ def test_a_tracker_that_failed_to_load_says_so_where_it_is_needed():
 
     with pytest.raises(RuntimeError, match="no store"):
         handoff.BackgroundTracker(None, make=broken).start("00_data", {}, None)
+
+
+def test_a_kernel_manager_without_a_process_is_not_running():
+    assert not handoff.kernel_running(None)
+    assert not handoff.kernel_running(SimpleNamespace(provisioner=SimpleNamespace(process=None)))
+    ended = SimpleNamespace(poll=lambda: 0)
+    assert not handoff.kernel_running(SimpleNamespace(provisioner=SimpleNamespace(process=ended)))
 
 
 def test_a_reused_pid_is_not_taken_for_the_kernel():

@@ -104,6 +104,19 @@ def create_run(name: str, tags: dict[str, str], parent_id: str | None = None, cl
     return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
 
 
+def log_artifact(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    """Log the file at ``path`` to run ``run_id`` of the project store (configured first); the runner's
+    call inside a kernel handed over (:mod:`utils.pipeline.handoff`), whose process has MLflow loaded."""
+    configure()
+    MlflowClient().log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
+def end_run(run_id: str, status: str) -> None:
+    """Mark run ``run_id`` of the project store ended with ``status`` (FINISHED, FAILED, KILLED)."""
+    configure()
+    MlflowClient().set_terminated(run_id, status)
+
+
 def write_metrics(path: Path, metrics: dict[str, float]) -> dict[str, float]:
     """Merge ``metrics`` (flat keys, as floats) into the JSON file at ``path`` and log them to the active run."""
     clean = {key: float(value) for key, value in metrics.items()}

@@ -398,11 +398,16 @@ class PapermillExecutor:
     ``kill_when_done=True`` (a process that executes one notebook and exits: a scheduler's step,
     the scoring job): the kernel is killed once its notebook is executed and saved. Nothing is
     left for it to do, and its polite exit (freeing half a gigabyte of modules) costs a second
-    the process would otherwise wait for.
+    the process would otherwise wait for. ``keep_kernels=True``: each executed notebook's kernel
+    runs on until ``close()`` (``kept``: step name -> kernel manager), for the caller's last words to its
+    MLflow run from inside it (:class:`utils.pipeline.handoff.BackgroundTracker`).
     """
 
-    def __init__(self, html: bool = True, overlap: bool = False, kill_when_done: bool = False):
+    def __init__(self, html: bool = True, overlap: bool = False, kill_when_done: bool = False,
+                 keep_kernels: bool = False):
         self.html, self.overlap, self.kill_when_done = html, overlap, kill_when_done
+        self.keep_kernels = keep_kernels
+        self.kept: dict[str, Any] = {}
         self.preloading: threading.Thread | None = None
         self.spares: dict[tuple[str, Path], SpareKernel] = {}
         self._lock = threading.Lock()
@@ -434,8 +439,10 @@ class PapermillExecutor:
             spare.discard()
 
     def close(self) -> None:
-        """Shut down the spares left; wait for the kernels that are exiting."""
+        """Shut down the spares left and the kernels kept; wait for the kernels that are exiting."""
         self.drop()
+        while self.kept:
+            shutdown(self.kept.popitem()[1], now=self.kill_when_done)
         for thread in self._stopping:
             thread.join(30)
         self._stopping.clear()
@@ -470,7 +477,9 @@ class PapermillExecutor:
             with PeakMemory(on_sample=self._watch, adopted=adopted) as memory:
                 run_notebook(step, run, parameters, progress, self.html, km=km)
         finally:
-            if km is not None and self.overlap:
+            if km is not None and self.keep_kernels:
+                self.kept[step.name] = km
+            elif km is not None and self.overlap:
                 # The notebook is done: the kernel is asked to exit (as nbclient asks its own) and takes
                 # about a second to; the next step need not wait for it (close() does).
                 self._stopping.append(threading.Thread(target=shutdown, args=(km, False), daemon=True))

@@ -239,6 +239,12 @@ def claim(step: Step, run: Path) -> Any | None:
     return None
 
 
+def kernel_running(km: Any) -> bool:
+    """Whether ``km``'s kernel process runs (False once it is shut down: its provisioner forgets it)."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    return process is not None and process.poll() is None
+
+
 class HandedKernel:
     """A claimed kernel as the executor holds a spare (:class:`utils.pipeline.execute.SpareKernel`'s methods)."""
 
@@ -247,9 +253,7 @@ class HandedKernel:
 
     def take(self, timeout: float = 120) -> Any:
         """The kernel manager if the kernel still runs (papermill waits for it to be ready), else None."""
-        if self.km.provisioner.process.poll() is not None:
-            return None
-        return self.km
+        return self.km if kernel_running(self.km) else None
 
     def adopt(self, run: Path) -> None:
         """Nothing to move: :func:`claim` moved its log into the run."""
@@ -321,42 +325,70 @@ def evaluate_in_kernel(km: Any, expression: str, timeout: float = 120) -> Any:
 
 
 class BackgroundTracker:
-    """The runner's MLflow tracker for a scheduler's step process, MLflow loading in a thread meanwhile.
+    """The runner's MLflow tracker for a scheduler's step process, MLflow loading off its way.
 
-    MLflow takes about two seconds to import and open its store: in the main thread that is two
-    seconds before every task's notebook can start. Here it loads beside the rest of the step's
-    preparation, and the notebook's MLflow run is created by the kernel handed over (``km``), which
-    has MLflow loaded and the store open already (:func:`utils.core.tracking.create_run`); without
-    one, or if that fails, by the tracker loaded here. Everything else waits for the tracker.
+    MLflow takes about two seconds of a core to import and open its store. The kernel handed over
+    (``km``) has it loaded: while that kernel runs, the notebook's MLflow run is created, given its
+    executed copy and ended there (:func:`utils.core.tracking.create_run`, ``log_artifact``,
+    ``end_run``), so the executor keeps the kernel until its process closes it. Anything else, or
+    any of these once that kernel is gone or fails them, goes to the tracker loaded in this process:
+    in a thread from the start with ``preload`` (a step that also finishes the run: the registry
+    needs MLflow anyway), else where it is first needed.
     """
 
-    def __init__(self, km: Any = None, make: Callable[[], Any] | None = None):
+    def __init__(self, km: Any = None, make: Callable[[], Any] | None = None, preload: bool = True):
         """``make``: the tracker to load (default: the runner's :class:`~utils.pipeline.runner.MlflowTracker`)."""
-        self.km, self._make, self._tracker, self._error = km, make, None, None
-        self._thread = threading.Thread(target=self._load, name="load-mlflow", daemon=True)
-        self._thread.start()
+        self.km, self._make, self._tracker, self._error = km, make or MlflowTracker, None, None
+        self._thread: threading.Thread | None = None
+        if preload or km is None:
+            self._load_in_background()
+
+    def _load_in_background(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._load, name="load-mlflow", daemon=True)
+            self._thread.start()
 
     def _load(self) -> None:
         try:
-            if self._make is None:
-                self._make = MlflowTracker
             self._tracker = self._make()
         except BaseException as err:  # noqa: BLE001 - raised where the tracker is first needed
             self._error = err
 
+    @property
+    def loaded(self) -> bool:
+        """Whether this process has loaded (or is loading) its own tracker."""
+        return self._thread is not None
+
     def tracker(self) -> Any:
+        self._load_in_background()
         self._thread.join()
         if self._error is not None:
             raise self._error
         return self._tracker
 
-    def start(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
-        if self.km is not None and self.km.provisioner.process.poll() is None:
-            expression = (f"__import__('utils.core.tracking', fromlist=['create_run'])"
-                          f".create_run({name!r}, {tags!r}, {parent_id!r})")
-            with contextlib.suppress(Exception):  # the tracker below creates the same run
-                return str(evaluate_in_kernel(self.km, expression))
-        return self.tracker().start(name, tags, parent_id)
+    def _in_kernel(self, call: str) -> tuple[bool, Any]:
+        """(True, the value of ``utils.core.tracking.<call>`` evaluated in the handed kernel), or (False,
+        None) without a running kernel or if the call fails there."""
+        if self.km is None or not kernel_running(self.km):
+            return False, None
+        try:
+            return True, evaluate_in_kernel(self.km, f"__import__('utils.core.tracking', fromlist=['_']).{call}")
+        except Exception:  # noqa: BLE001 - the tracker of this process does the same
+            return False, None
 
-    def __getattr__(self, name: str) -> Any:  # log_params, log_metrics, log_artifact, end, end_stale
+    def start(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
+        done, run_id = self._in_kernel(f"create_run({name!r}, {tags!r}, {parent_id!r})")
+        return str(run_id) if done else self.tracker().start(name, tags, parent_id)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        done, _ = self._in_kernel(f"log_artifact({run_id!r}, {str(path)!r}, {artifact_path!r})")
+        if not done:
+            self.tracker().log_artifact(run_id, path, artifact_path)
+
+    def end(self, run_id: str, status: str) -> None:
+        done, _ = self._in_kernel(f"end_run({run_id!r}, {status!r})")
+        if not done:
+            self.tracker().end(run_id, status)
+
+    def __getattr__(self, name: str) -> Any:  # log_params, log_metrics, end_stale
         return getattr(self.tracker(), name)
