@@ -351,6 +351,27 @@ def test_mlflow_runs_left_running_by_a_dead_run_all_are_marked_killed(tmp_path, 
         mlflow.set_registry_uri(previous)
 
 
+def test_the_tracker_logs_every_parameter_and_metric_in_batches(tmp_path, monkeypatch):
+    """More than one batch of each (MLflow takes 100 parameters, 1,000 metrics per call): none is lost."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        tracker = runner.MlflowTracker()
+        run_id = tracker.start("run_all batches", {"lead2value.run_id": "batches"})
+        params = {f"p{i:03d}": i for i in range(250)}
+        metrics = {f"m{i:04d}": i / 7 for i in range(2100)}
+        tracker.log_params(run_id, params)
+        tracker.log_metrics(run_id, metrics)
+        data = tracker.client.get_run(run_id).data
+        assert data.params == {key: str(value) for key, value in params.items()}
+        assert data.metrics == pytest.approx(metrics)
+    finally:
+        mlflow.set_tracking_uri(previous)
+        mlflow.set_registry_uri(previous)
+
+
 def test_an_interrupted_run_is_marked_killed_not_failed(outputs):
     class Interrupting(FakeExecutor):
         def execute(self, step, run, parameters, progress):

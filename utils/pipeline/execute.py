@@ -480,9 +480,10 @@ class PapermillExecutor:
             if km is not None and self.keep_kernels:
                 self.kept[step.name] = km
             elif km is not None and self.overlap:
-                # The notebook is done: the kernel is asked to exit (as nbclient asks its own) and takes
-                # about a second to; the next step need not wait for it (close() does).
-                self._stopping.append(threading.Thread(target=shutdown, args=(km, False), daemon=True))
+                # The notebook is executed and saved: the kernel is killed (asked to exit, it would take
+                # a second or more to free its modules, with the next notebook waiting on its memory), in
+                # the background; close() waits for it.
+                self._stopping.append(threading.Thread(target=shutdown, args=(km, True), daemon=True))
                 self._stopping[-1].start()
             elif km is not None:
                 shutdown(km, now=self.kill_when_done)

@@ -80,12 +80,20 @@ class MlflowTracker:
         return tracking.create_run(name, tags, parent_id, self.client, self.experiment_id)
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        for name, value in params.items():
-            self.client.log_param(run_id, name, value)
+        from mlflow.entities import Param
+
+        items = [Param(name, str(value)) for name, value in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 parameters per batch
+            self.client.log_batch(run_id, params=items[start:start + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            self.client.log_metric(run_id, key, value)
+        """All in a few batches: one write per metric cost 0.6 s for a smoke run's 227."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+        for start in range(0, len(items), 1000):  # MLflow takes at most 1,000 metrics per batch
+            self.client.log_batch(run_id, metrics=items[start:start + 1000])
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
