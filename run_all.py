@@ -242,7 +242,10 @@ def run(args: argparse.Namespace) -> int:
                     print(f"run_id={state.run_id}")
                     left = None  # the next task's now
                     return 0
-                runner.run_pipeline(options, planned, check_inputs=check_run, executor=executor)
+                # The kernels do the run's MLflow calls: this process loads MLflow only for the finish.
+                tracker = None if executor is None else \
+                    handoff.BackgroundTracker(preload=False, kernel=executor.tracking_kernel)
+                runner.run_pipeline(options, planned, check_inputs=check_run, executor=executor, tracker=tracker)
             finally:
                 if executor is not None:
                     executor.close()
@@ -277,8 +280,10 @@ def first_kernel_early(planned: plan.Plan, options: plan.RunOptions) -> execute.
         if not plan.forced(first.name, options) and \
                 plan.find_reusable(first.name, record.fingerprint, record.parts, planned.manifests)[0] is not None:
             return None
-    executor = execute.PapermillExecutor(overlap=True)
-    executor.prepare(first, None)
+    executor = execute.PapermillExecutor(overlap=True, keep_last=True)
+    # This kernel opens the MLflow store while it warms up: the run's MLflow calls are made in it
+    # (utils.pipeline.handoff.BackgroundTracker), not in this process.
+    executor.prepare(first, None, store=True)
     return executor
 
 

@@ -240,3 +240,23 @@ def test_the_scored_reference_is_the_reference_of_inputs_and_score_as_one_table(
     assert reference["score_column"] == "p"
     same_rows, _, _ = tracking.scored_reference(model, rows, "p", "predict_proba")
     assert same_rows is rows, "rows already indexed 0..n-1 are not copied"
+
+
+def test_runs_made_by_id_are_created_completed_and_ended_and_only_run_all_leftovers_are_killed(store, tmp_path):
+    parent = tracking.create_run("run_all", {"lead2value.run_id": "r-1"})
+    child = tracking.create_run("01_data", {"lead2value.step": "01"}, parent_id=parent)
+    by_hand = tracking.create_run("notebook opened by hand", {})
+    copy = tmp_path / "01_data.ipynb"
+    copy.write_text("{}")
+    tracking.log_artifact(child, copy, artifact_path="notebooks")
+    client = mlflow.MlflowClient()
+    assert [f.path for f in client.list_artifacts(child, "notebooks")] == ["notebooks/01_data.ipynb"]
+    assert client.get_run(child).data.tags["mlflow.parentRunId"] == parent
+
+    assert sorted(tracking.end_stale_runs()) == sorted([parent, child])
+    assert client.get_run(parent).info.status == "KILLED" and client.get_run(child).info.status == "KILLED"
+    assert client.get_run(by_hand).info.status == "RUNNING"
+    assert tracking.end_stale_runs() == []
+
+    tracking.end_run(by_hand, "FINISHED")
+    assert client.get_run(by_hand).info.status == "FINISHED"

@@ -222,6 +222,38 @@ def test_kept_kernels_run_on_until_the_executor_closes(monkeypatch, tmp_path):
     assert stopped == [("km", True)] and executor.kept == {}
 
 
+def test_a_whole_run_keeps_the_last_kernel_for_its_mlflow_calls_until_the_next_notebook(monkeypatch, tmp_path):
+    """keep_last: the kernel of the notebook just executed serves tracking_kernel() until the next one starts."""
+    taken = iter(["km-00", "km-01"])
+
+    class Spare(FakeSpare):
+        def take(self):
+            self.km = getattr(self, "km", None) or next(taken)
+            return self.km
+
+        def adopt(self, run):
+            pass
+
+    monkeypatch.setattr(execute, "SpareKernel", Spare)
+    monkeypatch.setattr(execute, "preload", lambda html: None)
+    monkeypatch.setattr(execute, "run_notebook", lambda *args, **kwargs: None)
+    stopped = []
+    monkeypatch.setattr(execute, "shutdown", lambda km, now=True: stopped.append((km, now)))
+    executor = execute.PapermillExecutor(overlap=True, keep_last=True)
+    assert executor.tracking_kernel() is None, "no kernel yet: the caller's own tracker"
+    executor.prepare(catalog.step("00"), tmp_path)
+    assert executor.tracking_kernel() == "km-00", "before the run's first notebook: that notebook's kernel"
+    executor.execute(catalog.step("00"), tmp_path, {}, progress=False)
+    assert executor.tracking_kernel() == "km-00" and stopped == []
+    executor.execute(catalog.step("01"), tmp_path, {}, progress=False)
+    executor._settle()
+    for thread in executor._stopping:
+        thread.join(5)
+    assert stopped == [("km-00", True)] and executor.tracking_kernel() == "km-01"
+    executor.close()
+    assert stopped == [("km-00", True), ("km-01", True)] and executor.tracking_kernel() is None
+
+
 ORPHAN = """
 import subprocess, sys
 child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200_000_000); time.sleep(60)"],

@@ -11,6 +11,7 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
+from utils.core import tracking
 from utils.pipeline import catalog, handoff
 
 EDA = catalog.step("01_eda")  # its import cell: pandas as pd, numpy as np, ...
@@ -151,6 +152,35 @@ def test_the_kernel_completes_and_ends_the_notebooks_run_without_mlflow_here(run
     assert not handoff.kernel_running(km)
     tracker.end("another-run", "FAILED")
     assert tracker.loaded and recorder.calls == [("end", "another-run", "FAILED")]
+
+
+def test_a_whole_runs_tracker_uses_the_kernel_it_is_given_and_ends_a_failure_itself(run, tmp_path, monkeypatch):
+    """kernel=...: the kernel of the moment does the MLflow calls (stale runs, a run's start and end); a
+    failure's end, and the run's metrics, go to this process's tracker."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    handoff.leave(EDA, run)
+    km = handoff.claim(EDA, run)
+    recorder = Recorder()
+    current = {"km": km}
+    try:
+        tracker = handoff.BackgroundTracker(make=lambda: recorder, preload=False, kernel=lambda: current["km"])
+        client = MlflowClient(uri)
+        experiment = client.create_experiment(tracking.EXPERIMENT_NAME)
+        dead = client.create_run(experiment, tags={"lead2value.run_id": "dead"}).info.run_id
+        child = client.create_run(experiment, tags={"mlflow.parentRunId": dead}).info.run_id
+        by_hand = client.create_run(experiment).info.run_id  # a notebook opened in JupyterLab: left alone
+        assert sorted(tracker.end_stale()) == sorted([dead, child])
+        assert [client.get_run(r).info.status for r in (dead, child, by_hand)] == ["KILLED", "KILLED", "RUNNING"]
+        parent = tracker.start("run_all test", {"lead2value.run_id": "test"})
+        tracker.end(parent, "FINISHED")
+        assert client.get_run(parent).info.status == "FINISHED" and not tracker.loaded
+        tracker.end("a-failed-run", "FAILED")
+        assert recorder.calls == [("end", "a-failed-run", "FAILED")]
+        current["km"] = None
+        assert tracker.start("00_data", {}, parent) == "run-from-the-tracker"
+    finally:
+        handoff.HandedKernel(km).discard()
 
 
 class Recorder:

@@ -351,6 +351,23 @@ def test_mlflow_runs_left_running_by_a_dead_run_all_are_marked_killed(tmp_path, 
         mlflow.set_registry_uri(previous)
 
 
+def test_a_tracker_that_can_load_in_the_background_starts_before_the_last_notebook(outputs):
+    """The whole run's tracker (its calls done in the kernels) loads MLflow while the last notebook runs,
+    for finish_run, and not before it."""
+    class Loading(FakeTracker):
+        loaded_before: str | None = None
+
+        def load_in_background(self):
+            self.loaded_before = self.loaded_before or self.runs[-1]
+
+    harness = Harness()
+    options = RunOptions(profile="smoke", progress=False)
+    tracker = Loading()
+    runner.run_pipeline(options, plan.make_plan(options), FakeExecutor(harness.registry), tracker, harness.registry,
+                        check_inputs=lambda p: None)
+    assert tracker.loaded_before == catalog.STEPS[-2].name, "while 04's run is the last started, before 05 starts"
+
+
 def test_the_tracker_logs_every_parameter_and_metric_in_batches(tmp_path, monkeypatch):
     """More than one batch of each (MLflow takes 100 parameters, 1,000 metrics per call): none is lost."""
     import mlflow

@@ -117,6 +117,26 @@ def end_run(run_id: str, status: str) -> None:
     MlflowClient().set_terminated(run_id, status)
 
 
+def end_stale_runs(client: MlflowClient | None = None, experiment_id: str | None = None) -> list[str]:
+    """Mark KILLED the run_all MLflow runs (parents and their children) still RUNNING; their ids.
+
+    Called holding the run lock before a run starts one of its own: any such run belongs to a
+    run_all.py that died (kill -9, a lost machine). Runs of notebooks opened by hand are not
+    touched: a JupyterLab session may still be using them.
+    """
+    if client is None:
+        configure()
+        client = MlflowClient()
+    if experiment_id is None:
+        experiment_id = client.get_experiment_by_name(EXPERIMENT_NAME).experiment_id
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+    parents = {r.info.run_id for r in running if "lead2value.run_id" in r.data.tags}
+    stale = [r for r in running if r.info.run_id in parents or r.data.tags.get("mlflow.parentRunId") in parents]
+    for found in stale:
+        client.set_terminated(found.info.run_id, "KILLED")
+    return [r.info.run_id for r in stale]
+
+
 def write_metrics(path: Path, metrics: dict[str, float]) -> dict[str, float]:
     """Merge ``metrics`` (flat keys, as floats) into the JSON file at ``path`` and log them to the active run."""
     clean = {key: float(value) for key, value in metrics.items()}

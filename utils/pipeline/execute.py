@@ -187,10 +187,12 @@ class SpareKernel:
     called from any thread: the kernel process is killed at once, its memory freed.
     """
 
-    def __init__(self, step: Step, run: Path | None):
+    def __init__(self, step: Step, run: Path | None, store: bool | None = None):
         """``run`` None: started before the run's folder exists (its log waits in the outputs folder,
-        see :meth:`adopt`, and it leaves the MLflow store alone)."""
+        see :meth:`adopt`, and it leaves the MLflow store alone unless ``store``: the kernel that opens
+        the store for a run whose process does not)."""
         self.step, self.run = step, None if run is None else Path(run)
+        self.store = self.run is not None if store is None else store
         self.log = kernel_log(run, step) if run is not None else \
             paths.OUTPUTS_DIR / ".kernel-logs" / f"{step.name}-{uuid.uuid4().hex[:12]}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +222,7 @@ class SpareKernel:
         client.start_channels()
         try:
             await client.wait_for_ready(timeout=60)
-            msg_id = client.execute(warm_up_code(self.step.notebook, store=self.run is not None), silent=True,
+            msg_id = client.execute(warm_up_code(self.step.notebook, store=self.store), silent=True,
                                     store_history=False)
             while not self._cancelled.is_set():
                 try:
@@ -400,25 +402,30 @@ class PapermillExecutor:
     left for it to do, and its polite exit (freeing half a gigabyte of modules) costs a second
     the process would otherwise wait for. ``keep_kernels=True``: each executed notebook's kernel
     runs on until ``close()`` (``kept``: step name -> kernel manager), for the caller's last words to its
-    MLflow run from inside it (:class:`utils.pipeline.handoff.BackgroundTracker`).
+    MLflow run from inside it (:class:`utils.pipeline.handoff.BackgroundTracker`). ``keep_last=True``
+    (a whole run): the last notebook's kernel runs on until the next :meth:`execute` or ``close()``,
+    for the run's MLflow calls (:meth:`tracking_kernel`), then is killed.
     """
 
     def __init__(self, html: bool = True, overlap: bool = False, kill_when_done: bool = False,
-                 keep_kernels: bool = False):
+                 keep_kernels: bool = False, keep_last: bool = False):
         self.html, self.overlap, self.kill_when_done = html, overlap, kill_when_done
-        self.keep_kernels = keep_kernels
+        self.keep_kernels, self.keep_last = keep_kernels, keep_last
         self.kept: dict[str, Any] = {}
+        self.last: Any = None
         self.preloading: threading.Thread | None = None
         self.spares: dict[tuple[str, Path], SpareKernel] = {}
         self._lock = threading.Lock()
         self._stopping: list[threading.Thread] = []
 
-    def prepare(self, step: Step, run: Path | None) -> None:
-        """Start ``step``'s kernel now, for its :meth:`execute` in ``run`` later (None: the run about to begin)."""
+    def prepare(self, step: Step, run: Path | None, store: bool | None = None) -> None:
+        """Start ``step``'s kernel now, for its :meth:`execute` in ``run`` later (None: the run about to begin;
+        ``store``: see :class:`SpareKernel`)."""
         key = (step.name, None if run is None else Path(run))
         with self._lock:
             if key not in self.spares:
-                self.spares[key] = SpareKernel(step, run).start()
+                self.spares[key] = SpareKernel(step, run, store).start() if store is not None else \
+                    SpareKernel(step, run).start()
 
     def add_spare(self, step: Step, run: Path, spare: Any) -> None:
         """Use ``spare`` (a kernel started elsewhere, with :class:`SpareKernel`'s ``take``, ``adopt`` and
@@ -438,9 +445,29 @@ class PapermillExecutor:
         for spare in self._pop(step):
             spare.discard()
 
+    def tracking_kernel(self) -> Any:
+        """A running kernel for the run's MLflow calls, or None: the one kept, else the ready spare of
+        the earliest step waiting for one (waited for: it is that step's kernel anyway)."""
+        for km in (self.last, *self.kept.values()):
+            if km is not None:
+                return km
+        with self._lock:
+            waiting = sorted(self.spares.items(), key=lambda item: item[0][0])
+        return waiting[0][1].take() if waiting else None
+
+    def _release_last(self, now: bool = False) -> None:
+        """Kill the kernel kept from the last notebook (in the background unless ``now``)."""
+        km, self.last = self.last, None
+        if km is not None and now:
+            shutdown(km, now=True)
+        elif km is not None:
+            self._stopping.append(threading.Thread(target=shutdown, args=(km, True), daemon=True))
+            self._stopping[-1].start()
+
     def close(self) -> None:
         """Shut down the spares left and the kernels kept; wait for the kernels that are exiting."""
         self.drop()
+        self._release_last(now=True)
         while self.kept:
             shutdown(self.kept.popitem()[1], now=self.kill_when_done)
         for thread in self._stopping:
@@ -459,6 +486,7 @@ class PapermillExecutor:
             self.drop()
 
     def execute(self, step: Step, run: Path, parameters: dict[str, Any], progress: bool) -> float | None:
+        self._release_last()
         mine = self._pop(step, run)
         for extra in mine[1:]:
             extra.discard()
@@ -479,6 +507,8 @@ class PapermillExecutor:
         finally:
             if km is not None and self.keep_kernels:
                 self.kept[step.name] = km
+            elif km is not None and self.keep_last:
+                self.last = km
             elif km is not None and self.overlap:
                 # The notebook is executed and saved: the kernel is killed (asked to exit, it would take
                 # a second or more to free its modules, with the next notebook waiting on its memory), in

@@ -25,6 +25,7 @@ import ast
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -85,6 +86,8 @@ del _lead2value_idle
 '''
 
 PENDING = "_pending"  # the records of kernels started before their run has an id (run_all.py --begin)
+# How long a tracker's call in a kernel may take (it is about 0.05 s; the kernel is ready and idle).
+KERNEL_CALL_SECONDS = 30.0
 
 
 def stores() -> dict[str, str]:
@@ -305,15 +308,24 @@ def discard_all(run_id: str) -> int:
 
 def evaluate_in_kernel(km: Any, expression: str, timeout: float = 120) -> Any:
     """The value of the Python literal ``expression`` evaluates to in ``km``'s kernel (waiting for it to be
-    ready), evaluated silently: no output, no execution count, nothing added to its namespace."""
+    ready), evaluated silently: no output, no execution count, nothing added to its namespace. Raises
+    if the kernel ends first or does not answer within ``timeout`` seconds."""
     client = km.blocking_client()
-    client.start_channels()
+    # The shell channel alone: the request waits in it until the kernel serves (no readiness handshake,
+    # whose quiet-IOPub wait alone costs 0.2 s a call).
+    client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
     try:
-        client.wait_for_ready(timeout=timeout)
         msg_id = client.execute("", silent=True, store_history=False, user_expressions={"value": expression})
         deadline = time.monotonic() + timeout
         while True:
-            reply = client.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.01))
+            try:
+                reply = client.get_shell_msg(timeout=0.5)
+            except queue.Empty:
+                if not kernel_running(km):
+                    raise RuntimeError("the kernel ended before it answered") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the kernel did not answer within {timeout:.0f} s") from None
+                continue
             if reply["parent_header"].get("msg_id") == msg_id:
                 break
         result = reply["content"]["user_expressions"]["value"]
@@ -325,25 +337,31 @@ def evaluate_in_kernel(km: Any, expression: str, timeout: float = 120) -> Any:
 
 
 class BackgroundTracker:
-    """The runner's MLflow tracker for a scheduler's step process, MLflow loading off its way.
+    """The runner's MLflow tracker, its MLflow work done in a notebook kernel that has MLflow loaded.
 
-    MLflow takes about two seconds of a core to import and open its store. The kernel handed over
-    (``km``) has it loaded: while that kernel runs, the notebook's MLflow run is created, given its
-    executed copy and ended there (:func:`utils.core.tracking.create_run`, ``log_artifact``,
-    ``end_run``), so the executor keeps the kernel until its process closes it. Anything else, or
-    any of these once that kernel is gone or fails them, goes to the tracker loaded in this process:
-    in a thread from the start with ``preload`` (a step that also finishes the run: the registry
-    needs MLflow anyway), else where it is first needed.
+    MLflow takes about two seconds of a core and 120 MB to import and open its store. A notebook
+    kernel has it loaded: while one runs, the notebook's MLflow run is created, given its executed
+    copy and ended there (:func:`utils.core.tracking.create_run`, ``log_artifact``, ``end_run``,
+    ``end_stale_runs``). ``km``: the kernel handed over to a scheduler's step (whose executor keeps
+    it until its process closes); ``kernel``: a function giving a kernel to use, or None (a whole
+    run: :meth:`utils.pipeline.execute.PapermillExecutor.tracking_kernel`). Anything else (the
+    run's metrics), a failure's end, and any call once no kernel runs or one fails it, goes to the
+    tracker loaded in this process: in a thread from the start with ``preload`` (a step that also
+    finishes the run: the registry needs MLflow anyway), from :meth:`load_in_background`, else
+    where it is first needed.
     """
 
-    def __init__(self, km: Any = None, make: Callable[[], Any] | None = None, preload: bool = True):
+    def __init__(self, km: Any = None, make: Callable[[], Any] | None = None, preload: bool = True,
+                 kernel: Callable[[], Any] | None = None):
         """``make``: the tracker to load (default: the runner's :class:`~utils.pipeline.runner.MlflowTracker`)."""
         self.km, self._make, self._tracker, self._error = km, make or MlflowTracker, None, None
+        self._kernel = kernel if kernel is not None else (lambda: km)
         self._thread: threading.Thread | None = None
-        if preload or km is None:
-            self._load_in_background()
+        if preload or (km is None and kernel is None):
+            self.load_in_background()
 
-    def _load_in_background(self) -> None:
+    def load_in_background(self) -> None:
+        """Start loading this process's own tracker in a thread (once)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._load, name="load-mlflow", daemon=True)
             self._thread.start()
@@ -360,21 +378,27 @@ class BackgroundTracker:
         return self._thread is not None
 
     def tracker(self) -> Any:
-        self._load_in_background()
+        self.load_in_background()
         self._thread.join()
         if self._error is not None:
             raise self._error
         return self._tracker
 
     def _in_kernel(self, call: str) -> tuple[bool, Any]:
-        """(True, the value of ``utils.core.tracking.<call>`` evaluated in the handed kernel), or (False,
-        None) without a running kernel or if the call fails there."""
-        if self.km is None or not kernel_running(self.km):
-            return False, None
+        """(True, the value of ``utils.core.tracking.<call>`` evaluated in a running kernel), or (False,
+        None) without one or if the call fails there."""
         try:
-            return True, evaluate_in_kernel(self.km, f"__import__('utils.core.tracking', fromlist=['_']).{call}")
+            km = self._kernel()
+            if km is None or not kernel_running(km):
+                return False, None
+            return True, evaluate_in_kernel(km, f"__import__('utils.core.tracking', fromlist=['_']).{call}",
+                                            timeout=KERNEL_CALL_SECONDS)
         except Exception:  # noqa: BLE001 - the tracker of this process does the same
             return False, None
+
+    def end_stale(self) -> list[str]:
+        done, stale = self._in_kernel("end_stale_runs()")
+        return list(stale) if done else self.tracker().end_stale()
 
     def start(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
         done, run_id = self._in_kernel(f"create_run({name!r}, {tags!r}, {parent_id!r})")
@@ -386,9 +410,10 @@ class BackgroundTracker:
             self.tracker().log_artifact(run_id, path, artifact_path)
 
     def end(self, run_id: str, status: str) -> None:
-        done, _ = self._in_kernel(f"end_run({run_id!r}, {status!r})")
+        # A failure's end is not left to a kernel that may be what failed (busy, or dying).
+        done = status == "FINISHED" and self._in_kernel(f"end_run({run_id!r}, {status!r})")[0]
         if not done:
             self.tracker().end(run_id, status)
 
-    def __getattr__(self, name: str) -> Any:  # log_params, log_metrics, end_stale
+    def __getattr__(self, name: str) -> Any:  # log_params, log_metrics
         return getattr(self.tracker(), name)

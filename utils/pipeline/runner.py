@@ -102,18 +102,10 @@ class MlflowTracker:
         self.client.set_terminated(run_id, status)
 
     def end_stale(self) -> list[str]:
-        """Mark KILLED the run_all MLflow runs (parents and their children) still RUNNING.
+        """Mark KILLED the run_all MLflow runs still RUNNING (:func:`utils.core.tracking.end_stale_runs`)."""
+        from utils.core import tracking
 
-        Called holding the run lock before this run starts one of its own: any such run
-        belongs to a run_all.py that died (kill -9, a lost machine). Runs of notebooks
-        opened by hand are not touched: a JupyterLab session may still be using them.
-        """
-        running = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
-        parents = {r.info.run_id for r in running if "lead2value.run_id" in r.data.tags}
-        stale = [r for r in running if r.info.run_id in parents or r.data.tags.get("mlflow.parentRunId") in parents]
-        for found in stale:
-            self.client.set_terminated(found.info.run_id, "KILLED")
-        return [r.info.run_id for r in stale]
+        return tracking.end_stale_runs(self.client, self.experiment_id)
 
 
 class RunNotFound(LookupError):
@@ -167,6 +159,8 @@ def run_pipeline(
     executor = executor or PapermillExecutor(overlap=True)
     try:
         for step in catalog.STEPS:
+            if step is catalog.STEPS[-1] and hasattr(tracker, "load_in_background"):
+                tracker.load_in_background()  # for finish_run, while the last notebook runs
             run_step(state, step.name, executor, tracker, prepare_next=True)
     except BaseException as err:
         interrupted = isinstance(err, KeyboardInterrupt)
