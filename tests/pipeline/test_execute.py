@@ -101,8 +101,8 @@ def test_a_discarded_spare_is_killed_at_once_from_any_thread(tmp_path):
 
 
 class FakeSpare:
-    def __init__(self, step, run):
-        self.step, self.run, self.discarded = step, Path(run), False
+    def __init__(self, step, run, store=None):
+        self.step, self.run, self.store, self.discarded = step, Path(run), store, False
 
     def start(self):
         return self
@@ -126,6 +126,32 @@ def test_spares_are_kept_per_step_and_given_up_past_the_memory_limit(monkeypatch
     assert executor.spares, "under the limit the spare stays"
     executor._watch(execute.SPARE_KERNEL_LIMIT_MB + 1)
     assert not executor.spares
+
+
+def test_a_spare_given_up_for_memory_starts_again_when_the_kernels_fall_back_a_few_times(monkeypatch, tmp_path):
+    monkeypatch.setattr(execute, "SpareKernel", FakeSpare)
+    executor = execute.PapermillExecutor()
+    executor.prepare(catalog.step("04"), tmp_path)
+    above = execute.SPARE_KERNEL_LIMIT_MB + 1
+    little_room = execute.SPARE_KERNEL_LIMIT_MB - execute.SPARE_ROOM_MB + 1
+    room = execute.SPARE_KERNEL_LIMIT_MB - execute.SPARE_ROOM_MB - 1
+    for _ in range(execute.SPARE_RESTARTS):
+        spare = executor.spares[("04_clv_model", tmp_path)]
+        executor._watch(above)
+        assert spare.discarded and not executor.spares
+        executor._watch(little_room)
+        assert not executor.spares, "not under the limit by the room a kernel needs: not started"
+        executor._watch(room)
+        again = executor.spares[("04_clv_model", tmp_path)]
+        assert again is not spare and (again.step.name, again.run) == ("04_clv_model", tmp_path)
+    executor._watch(above)
+    executor._watch(room)
+    assert not executor.spares, "a step's memory that keeps coming back: no more starts in that step"
+
+
+def test_the_run_kernels_release_freed_memory_after_each_cell(tmp_path):
+    assert execute.RELEASE_AFTER_EACH_CELL in execute.warm_up_code(notebook(tmp_path, "x = 1"), store=False)
+    assert execute.RELEASE_AFTER_EACH_CELL in execute.warm_up_code(catalog.step("03").notebook)
 
 
 def test_kernels_wait_passively_and_keep_a_fixed_thread_count(monkeypatch):

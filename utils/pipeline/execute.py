@@ -161,11 +161,17 @@ def kernel_log(run: Path, step: Step) -> Path:
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 
 
+# Every run's kernel gives the memory its cells freed back to the system after each cell
+# (utils.core.memory): otherwise the next step's spare kernel finds no room beside it.
+RELEASE_AFTER_EACH_CELL = '__import__("utils.core.memory", fromlist=["x"]).release_after_each_cell()\n'
+
+
 def warm_up_code(notebook: Path, store: bool = True) -> str:
     """What a spare kernel runs before its notebook: the notebook's first code cell if it only imports
     (the house style: imports first), and (``store``) the MLflow store's set-up that ``open_step``
     does first. A kernel started before the runner has opened the store leaves it alone: two
-    processes creating a new store's tables at once would collide."""
+    processes creating a new store's tables at once would collide. Always: the hook that releases
+    freed memory after each cell (:data:`RELEASE_AFTER_EACH_CELL`)."""
     cells = [c for c in json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
     first = "".join(cells[0]["source"]) if cells else ""
     try:
@@ -174,6 +180,7 @@ def warm_up_code(notebook: Path, store: bool = True) -> str:
     except SyntaxError:
         only_imports = False
     setup = '__import__("utils.core.tracking", fromlist=["configure"]).configure()\n' if store else ""
+    setup += RELEASE_AFTER_EACH_CELL
     return f"{first}\n{setup}" if only_imports else setup
 
 
@@ -381,6 +388,11 @@ def export_html(notebook: Path) -> Path:
 # A spare kernel is given up when the run's kernels hold more memory than this, so that a step's
 # own kernel and the next step's spare stay under the 1.5 GB a full run may take (issue 15).
 SPARE_KERNEL_LIMIT_MB = 1300.0
+# A spare given up for memory is started again when the run's kernels fall this far below the limit
+# (the room a kernel takes once its imports are done, and some to spare), at most SPARE_RESTARTS
+# times in one step: a step's memory rises and falls with its cells (03: the cross-validation, the fit).
+SPARE_ROOM_MB = 400.0
+SPARE_RESTARTS = 2
 # A notebook waits for the kernels still exiting (a second or so) while the run's kernels hold more
 # than this: a finished step's kernel keeps its memory until it is gone, and the next one is about to grow.
 SETTLE_MB = 800.0
@@ -393,7 +405,7 @@ class PapermillExecutor:
     export costs seconds, and the job's dashboard is its report). ``prepare(step, run)``
     starts the kernel of a step that will execute later (:class:`SpareKernel`), while the
     current one runs; spares are given up when the memory of the run's kernels passes
-    :data:`SPARE_KERNEL_LIMIT_MB`. ``drop(step)`` gives up a step's spare (it was reused),
+    :data:`SPARE_KERNEL_LIMIT_MB` and started again once it is back well below (:meth:`_watch`). ``drop(step)`` gives up a step's spare (it was reused),
     ``close()`` every spare left. ``overlap=True`` (a whole run, which calls ``close()``): a
     finished step's kernel exits in the background while the next step starts. papermill and
     the HTML exporter load in the background (:func:`preload`) while the first step's kernel starts.
@@ -417,6 +429,8 @@ class PapermillExecutor:
         self.spares: dict[tuple[str, Path], SpareKernel] = {}
         self._lock = threading.Lock()
         self._stopping: list[threading.Thread] = []
+        self._given_up: list[SpareKernel] = []  # spares dropped for memory while the current step runs
+        self._restarts = 0
 
     def prepare(self, step: Step, run: Path | None, store: bool | None = None) -> None:
         """Start ``step``'s kernel now, for its :meth:`execute` in ``run`` later (None: the run about to begin;
@@ -482,11 +496,23 @@ class PapermillExecutor:
         self._stopping = [thread for thread in self._stopping if thread.is_alive()]
 
     def _watch(self, total_mb: float) -> None:
+        """Told each memory sample while a step runs: give the spares up above the limit; start the ones
+        given up again (at most :data:`SPARE_RESTARTS` times in one step) when the step's kernel has
+        fallen back well under it (its peak is often a passing one: a cross-validation, a fit)."""
         if total_mb > SPARE_KERNEL_LIMIT_MB and self.spares:
-            self.drop()
+            spares = self._pop()
+            self._given_up += [spare for spare in spares if isinstance(spare, SpareKernel)]
+            for spare in spares:
+                spare.discard()
+        elif self._given_up and self._restarts < SPARE_RESTARTS and total_mb < SPARE_KERNEL_LIMIT_MB - SPARE_ROOM_MB:
+            self._restarts += 1
+            for spare in self._given_up:
+                self.prepare(spare.step, spare.run, spare.store)
+            self._given_up = []
 
     def execute(self, step: Step, run: Path, parameters: dict[str, Any], progress: bool) -> float | None:
         self._release_last()
+        self._given_up, self._restarts = [], 0
         mine = self._pop(step, run)
         for extra in mine[1:]:
             extra.discard()
