@@ -100,6 +100,19 @@ def test_a_discarded_spare_is_killed_at_once_from_any_thread(tmp_path):
     assert time.monotonic() - started < 5 and spare.take() is None
 
 
+def test_a_kernel_started_before_its_run_leaves_nothing_behind_when_discarded_at_any_moment(tmp_path, monkeypatch):
+    monkeypatch.setattr(execute.paths, "OUTPUTS_DIR", tmp_path / "outputs")
+    step = TinyStep(notebook(tmp_path, "import time"))
+    for delay in (0.0, 0.05, 0.3, 1.0, 3.0):  # the process starting, the wait for it, the warm-up, ready
+        spare = execute.SpareKernel(step, None).start()
+        time.sleep(delay)
+        spare.discard()
+        assert not spare._thread.is_alive(), f"after {delay} s: its start still runs"
+        process = getattr(getattr(spare.km, "provisioner", None), "process", None)
+        assert process is None or process.poll() is not None, f"after {delay} s: the kernel lives on"
+        assert not (tmp_path / "outputs" / ".kernel-logs").exists(), f"after {delay} s: its log stayed"
+
+
 class FakeSpare:
     def __init__(self, step, run, store=None):
         self.step, self.run, self.store, self.discarded = step, Path(run), store, False

@@ -157,6 +157,9 @@ def kernel_log(run: Path, step: Step) -> Path:
     return log
 
 
+# How long discarding a kernel started before its run waits for its start to wind down.
+DISCARD_WAIT_SECONDS = 15.0
+
 # How nbclient starts a kernel (its default history file): a spare kernel is started the same way.
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 
@@ -225,6 +228,8 @@ class SpareKernel:
         km = kernel_manager_logging_to(self.log)(kernel_name="python3")
         self.km = km
         await km.start_kernel(cwd=str(paths.PROJECT_ROOT), extra_arguments=list(KERNEL_ARGUMENTS))
+        if self._cancelled.is_set():  # discarded while its process started: _start shuts it down
+            return
         client = km.client()
         client.start_channels()
         try:
@@ -263,12 +268,17 @@ class SpareKernel:
             self.run, self.log = Path(run), target
 
     def discard(self) -> None:
-        """Kill the kernel now; a start in progress notices and cleans up after itself."""
+        """Kill the kernel now; a start in progress notices and cleans up after itself. A kernel started
+        before its run (``run`` None) is waited for: the run may never begin (its inputs refused), and
+        nothing of it may stay behind, neither a kernel nor its log (which its start may create late)."""
         self._cancelled.set()
         km = self.km
         process = getattr(getattr(km, "provisioner", None), "process", None)
         if process is not None and process.poll() is None:
             process.kill()
+        if self.run is None and self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(DISCARD_WAIT_SECONDS)
+            km = self.km
         if not self._thread.is_alive() and km is not None:
             shutdown(km)
         if self.run is None:  # nothing of a run that never began stays behind
