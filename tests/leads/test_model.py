@@ -2,6 +2,7 @@
 and (with the real data) the performance targets."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -355,6 +356,18 @@ def test_the_pycaret_screen_leaves_matplotlib_fonts_and_warnings_as_they_were():
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("a warning of the notebook, after the screen") == 2, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "true"
+
+
+def test_the_pycaret_screen_leaves_no_log_file_where_it_runs(tmp_path):
+    """In a fresh interpreter (pycaret opens its log file when first imported), in another folder."""
+    code = ("from tests.leads.test_model import clean_leads\nfrom utils.leads import model as lm\n"
+            "lm.compare_candidates(clean_leads(300), ['lr'], folds=2, sample_size=200)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYCARET_CUSTOM_LOGGING_PATH"}
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == [], "pycaret's debug log (logs.log) was left where the screen ran"
 
 
 @pytest.mark.parametrize("family", ["lightgbm", "lr"])

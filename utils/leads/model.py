@@ -26,6 +26,7 @@ Every AUC here is computed from predicted probabilities; :func:`roc_auc` refuses
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -367,6 +368,10 @@ def compare_candidates(train: pd.DataFrame, candidates: Iterable[str], folds: in
     # Importing pycaret switches matplotlib to Arial, which this machine lacks (hundreds of findfont
     # warnings in every later plot): the font settings are put back right after.
     fonts = {key: matplotlib.rcParams[key] for key in ("font.family", "font.sans-serif")}
+    # pycaret opens its debug log, logs.log, in the working directory when first imported (megabytes per
+    # screen, growing in the project root or wherever a notebook runs): not kept, unless the user names
+    # a file in PYCARET_CUSTOM_LOGGING_PATH.
+    os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", os.devnull)
     from pycaret.classification import ClassificationExperiment
 
     matplotlib.rcParams.update(fonts)
@@ -382,6 +387,7 @@ def compare_candidates(train: pd.DataFrame, candidates: Iterable[str], folds: in
         data=data.reset_index(drop=True), target=LEADS_TARGET, session_id=random_state, fold=folds,
         fold_strategy="stratifiedkfold", categorical_features=[*LEVEL_COLUMNS, CITY_COLUMN],
         numeric_features=list(NUMERIC_FEATURES), verbose=False, html=False, n_jobs=n_jobs, log_experiment=False,
+        system_log=False,
     )
     experiment.compare_models(include=candidates, sort="AUC", n_select=len(candidates), verbose=False, errors="raise")
     table = experiment.pull().reset_index(names="model_id")
