@@ -235,13 +235,20 @@ class FakeTakenSpare(FakeSpare):
         pass
 
 
+def notebooks_not_run(monkeypatch) -> list:
+    """An executor that runs no notebook and loads nothing; the list it fills with each kernel it shuts
+    down and whether at once (``shutdown(km, now)``)."""
+    monkeypatch.setattr(execute, "preload", lambda html: None)
+    monkeypatch.setattr(execute, "run_notebook", lambda *args, **kwargs: None)
+    stopped: list = []
+    monkeypatch.setattr(execute, "shutdown", lambda km, now=True: stopped.append((km, now)))
+    return stopped
+
+
 @pytest.mark.parametrize(("kill_when_done", "now"), [(False, False), (True, True)])
 def test_a_one_step_process_kills_its_kernel_once_the_notebook_is_saved(monkeypatch, tmp_path, kill_when_done, now):
     monkeypatch.setattr(execute, "SpareKernel", FakeTakenSpare)
-    monkeypatch.setattr(execute, "preload", lambda html: None)
-    monkeypatch.setattr(execute, "run_notebook", lambda *args, **kwargs: None)
-    stopped = []
-    monkeypatch.setattr(execute, "shutdown", lambda km, now=True: stopped.append((km, now)))
+    stopped = notebooks_not_run(monkeypatch)
     executor = execute.PapermillExecutor(kill_when_done=kill_when_done)
     executor.execute(catalog.step("01"), tmp_path, {}, progress=False)
     assert stopped == [("km", now)]
@@ -250,10 +257,7 @@ def test_a_one_step_process_kills_its_kernel_once_the_notebook_is_saved(monkeypa
 def test_kept_kernels_run_on_until_the_executor_closes(monkeypatch, tmp_path):
     """keep_kernels: the caller still talks to the notebook's kernel after execute(); close() kills it."""
     monkeypatch.setattr(execute, "SpareKernel", FakeTakenSpare)
-    monkeypatch.setattr(execute, "preload", lambda html: None)
-    monkeypatch.setattr(execute, "run_notebook", lambda *args, **kwargs: None)
-    stopped = []
-    monkeypatch.setattr(execute, "shutdown", lambda km, now=True: stopped.append((km, now)))
+    stopped = notebooks_not_run(monkeypatch)
     executor = execute.PapermillExecutor(kill_when_done=True, keep_kernels=True)
     executor.execute(catalog.step("01"), tmp_path, {}, progress=False)
     assert stopped == [] and executor.kept == {"01_eda": "km"}
@@ -274,10 +278,7 @@ def test_a_whole_run_keeps_the_last_kernel_for_its_mlflow_calls_until_the_next_n
             pass
 
     monkeypatch.setattr(execute, "SpareKernel", Spare)
-    monkeypatch.setattr(execute, "preload", lambda html: None)
-    monkeypatch.setattr(execute, "run_notebook", lambda *args, **kwargs: None)
-    stopped = []
-    monkeypatch.setattr(execute, "shutdown", lambda km, now=True: stopped.append((km, now)))
+    stopped = notebooks_not_run(monkeypatch)
     executor = execute.PapermillExecutor(overlap=True, keep_last=True)
     assert executor.tracking_kernel() is None, "no kernel yet: the caller's own tracker"
     executor.prepare(catalog.step("00"), tmp_path)

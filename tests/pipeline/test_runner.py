@@ -330,25 +330,31 @@ def test_finishing_early_or_abandoning_moves_nothing(outputs):
     assert (outputs / "latest").resolve() == first.resolve() and h.registry.aliases == {"lead_scoring": "1", "clv": "1"}
 
 
-def test_mlflow_runs_left_running_by_a_dead_run_all_are_marked_killed(tmp_path, monkeypatch):
+@pytest.fixture
+def mlflow_tracker(tmp_path, monkeypatch):
+    """The runner's MLflow tracker on a private store; MLflow's URIs put back afterwards."""
     import mlflow
 
     previous = mlflow.get_tracking_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        tracker = runner.MlflowTracker()
-        parent = tracker.start("run_all dead", {"lead2value.run_id": "dead"})
-        child = tracker.start("00_data", {"lead2value.step": "00_data"}, parent)
-        finished = tracker.start("run_all done", {"lead2value.run_id": "done"})
-        tracker.end(finished, "FINISHED")
-        notebook = tracker.client.create_run(tracker.experiment_id, tags={"lead2value.interactive": "true"}).info.run_id
-        assert sorted(tracker.end_stale()) == sorted([parent, child])
-        status = {run_id: tracker.client.get_run(run_id).info.status for run_id in (parent, child, finished, notebook)}
-        assert status == {parent: "KILLED", child: "KILLED", finished: "FINISHED", notebook: "RUNNING"}
-        assert tracker.end_stale() == []
+        yield runner.MlflowTracker()
     finally:
         mlflow.set_tracking_uri(previous)
         mlflow.set_registry_uri(previous)
+
+
+def test_mlflow_runs_left_running_by_a_dead_run_all_are_marked_killed(mlflow_tracker):
+    tracker = mlflow_tracker
+    parent = tracker.start("run_all dead", {"lead2value.run_id": "dead"})
+    child = tracker.start("00_data", {"lead2value.step": "00_data"}, parent)
+    finished = tracker.start("run_all done", {"lead2value.run_id": "done"})
+    tracker.end(finished, "FINISHED")
+    notebook = tracker.client.create_run(tracker.experiment_id, tags={"lead2value.interactive": "true"}).info.run_id
+    assert sorted(tracker.end_stale()) == sorted([parent, child])
+    status = {run_id: tracker.client.get_run(run_id).info.status for run_id in (parent, child, finished, notebook)}
+    assert status == {parent: "KILLED", child: "KILLED", finished: "FINISHED", notebook: "RUNNING"}
+    assert tracker.end_stale() == []
 
 
 def test_a_tracker_that_can_load_in_the_background_starts_before_the_last_notebook(outputs):
@@ -368,25 +374,17 @@ def test_a_tracker_that_can_load_in_the_background_starts_before_the_last_notebo
     assert tracker.loaded_before == catalog.STEPS[-2].name, "while 04's run is the last started, before 05 starts"
 
 
-def test_the_tracker_logs_every_parameter_and_metric_in_batches(tmp_path, monkeypatch):
+def test_the_tracker_logs_every_parameter_and_metric_in_batches(mlflow_tracker):
     """More than one batch of each (MLflow takes 100 parameters, 1,000 metrics per call): none is lost."""
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    try:
-        tracker = runner.MlflowTracker()
-        run_id = tracker.start("run_all batches", {"lead2value.run_id": "batches"})
-        params = {f"p{i:03d}": i for i in range(250)}
-        metrics = {f"m{i:04d}": i / 7 for i in range(2100)}
-        tracker.log_params(run_id, params)
-        tracker.log_metrics(run_id, metrics)
-        data = tracker.client.get_run(run_id).data
-        assert data.params == {key: str(value) for key, value in params.items()}
-        assert data.metrics == pytest.approx(metrics)
-    finally:
-        mlflow.set_tracking_uri(previous)
-        mlflow.set_registry_uri(previous)
+    tracker = mlflow_tracker
+    run_id = tracker.start("run_all batches", {"lead2value.run_id": "batches"})
+    params = {f"p{i:03d}": i for i in range(250)}
+    metrics = {f"m{i:04d}": i / 7 for i in range(2100)}
+    tracker.log_params(run_id, params)
+    tracker.log_metrics(run_id, metrics)
+    data = tracker.client.get_run(run_id).data
+    assert data.params == {key: str(value) for key, value in params.items()}
+    assert data.metrics == pytest.approx(metrics)
 
 
 def test_an_interrupted_run_is_marked_killed_not_failed(outputs):

@@ -415,8 +415,8 @@ class PapermillExecutor:
     export costs seconds, and the job's dashboard is its report). ``prepare(step, run)``
     starts the kernel of a step that will execute later (:class:`SpareKernel`), while the
     current one runs; spares are given up when the memory of the run's kernels passes
-    :data:`SPARE_KERNEL_LIMIT_MB` and started again once it is back well below (:meth:`_watch`). ``drop(step)`` gives up a step's spare (it was reused),
-    ``close()`` every spare left. ``overlap=True`` (a whole run, which calls ``close()``): a
+    :data:`SPARE_KERNEL_LIMIT_MB` and started again once it is back well below (:meth:`_watch`).
+    ``drop(step)`` gives up a step's spare (it was reused), ``close()`` every spare left. ``overlap=True`` (a whole run, which calls ``close()``): a
     finished step's kernel exits in the background while the next step starts. papermill and
     the HTML exporter load in the background (:func:`preload`) while the first step's kernel starts.
     ``kill_when_done=True`` (a process that executes one notebook and exits: a scheduler's step,
@@ -448,8 +448,7 @@ class PapermillExecutor:
         key = (step.name, None if run is None else Path(run))
         with self._lock:
             if key not in self.spares:
-                self.spares[key] = SpareKernel(step, run, store).start() if store is not None else \
-                    SpareKernel(step, run).start()
+                self.spares[key] = SpareKernel(step, run, store).start()
 
     def add_spare(self, step: Step, run: Path, spare: Any) -> None:
         """Use ``spare`` (a kernel started elsewhere, with :class:`SpareKernel`'s ``take``, ``adopt`` and
@@ -464,10 +463,12 @@ class PapermillExecutor:
                 run is None or k[1] is None or k[1] == Path(run)))]
             return [self.spares.pop(k) for k in keys]
 
-    def drop(self, step: Step | None = None) -> None:
-        """Shut down the spare kernel of ``step`` (of every step when None)."""
-        for spare in self._pop(step):
+    def drop(self, step: Step | None = None) -> list[SpareKernel]:
+        """Shut down the spare kernel of ``step`` (of every step when None); the spares shut down."""
+        spares = self._pop(step)
+        for spare in spares:
             spare.discard()
+        return spares
 
     def tracking_kernel(self) -> Any:
         """A running kernel for the run's MLflow calls, or None: the one kept, else the ready spare of
@@ -510,10 +511,7 @@ class PapermillExecutor:
         given up again (at most :data:`SPARE_RESTARTS` times in one step) when the step's kernel has
         fallen back well under it (its peak is often a passing one: a cross-validation, a fit)."""
         if total_mb > SPARE_KERNEL_LIMIT_MB and self.spares:
-            spares = self._pop()
-            self._given_up += [spare for spare in spares if isinstance(spare, SpareKernel)]
-            for spare in spares:
-                spare.discard()
+            self._given_up += [spare for spare in self.drop() if isinstance(spare, SpareKernel)]
         elif self._given_up and self._restarts < SPARE_RESTARTS and total_mb < SPARE_KERNEL_LIMIT_MB - SPARE_ROOM_MB:
             self._restarts += 1
             for spare in self._given_up:

@@ -307,9 +307,9 @@ def discard_all(run_id: str) -> int:
 
 
 def evaluate_in_kernel(km: Any, expression: str, timeout: float = 120) -> Any:
-    """The value of the Python literal ``expression`` evaluates to in ``km``'s kernel (waiting for it to be
-    ready), evaluated silently: no output, no execution count, nothing added to its namespace. Raises
-    if the kernel ends first or does not answer within ``timeout`` seconds."""
+    """The value of the Python literal ``expression`` evaluates to in ``km``'s kernel (the request waits
+    until the kernel serves it), evaluated silently: no output, no execution count, nothing added to its
+    namespace. Raises if the kernel ends first or does not answer within ``timeout`` seconds."""
     client = km.blocking_client()
     # The shell channel alone: the request waits in it until the kernel serves (no readiness handshake,
     # whose quiet-IOPub wait alone costs 0.2 s a call).
