@@ -191,9 +191,15 @@ class OrderedForest(RandomForestRegressor):
             self.n_jobs = n_jobs
 
 
-def make_random_forest(n_estimators: int = 300, random_state: int = 42, max_samples: float | None = None) -> Pipeline:
+def make_random_forest(n_estimators: int = 300, random_state: int = 42, max_samples: float | None = None,
+                       max_features: float = 1 / 3, min_samples_leaf: int = 5) -> Pipeline:
     """The classic baseline: a random forest on every feature (median-imputed).
 
+    ``max_features`` and ``min_samples_leaf``: the classic regression forest's settings
+    (Breiman's, and R ``randomForest``'s defaults: a third of the features tried at each split,
+    leaves of at least 5 customers), not scikit-learn's defaults (every feature, leaves of 1:
+    bagged trees rather than a random forest). On the synthetic shop's training folds they rank
+    better (CV Gini 0.595 vs 0.567) at a fifth of the CPU.
     ``max_samples``: each tree grows on a bootstrap sample of that share of the rows (None: as
     many rows as there are, the classic forest). Fully grown trees on half the rows cost about
     half as much, and are less alike, so fewer of them are needed: on the synthetic shop's
@@ -202,10 +208,15 @@ def make_random_forest(n_estimators: int = 300, random_state: int = 42, max_samp
     """
     if max_samples is not None and not 0 < max_samples <= 1:
         raise ValueError(f"max_samples must be in (0, 1] (a share of the rows) or None, got {max_samples}")
+    if not 0 < max_features <= 1:
+        raise ValueError(f"max_features must be in (0, 1] (a share of the features), got {max_features}")
+    if min_samples_leaf < 1:
+        raise ValueError(f"min_samples_leaf must be at least 1, got {min_samples_leaf}")
     return Pipeline([
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
         ("forest", OrderedForest(n_estimators=n_estimators, random_state=random_state, n_jobs=-1,
-                                 max_samples=max_samples)),
+                                 max_samples=max_samples, max_features=max_features,
+                                 min_samples_leaf=min_samples_leaf)),
     ])
 
 
