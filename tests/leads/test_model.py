@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
 
 from utils.core import registry, tracking
 from utils.core.contracts import DataContractError
@@ -109,6 +110,24 @@ def test_bootstrap_interval_brackets_the_auc_and_is_reproducible():
     assert (low, high) == lm.bootstrap_auc_ci(y, scores, n_bootstrap=300, random_state=3)
     metrics = lm.holdout_metrics(y, scores, n_bootstrap=100)
     assert set(metrics) >= {"auc", "auc_ci_low", "auc_ci_high", "logloss", "brier", "positive_share"}
+
+
+@pytest.mark.parametrize("n", [6, 60, 3000])
+def test_a_resample_auc_from_counts_is_roc_auc_score_of_the_resample_ties_and_one_class_included(n):
+    rng = np.random.default_rng(n)
+    y, scores = rng.integers(0, 2, n), np.round(rng.random(n), 1)  # few distinct scores: many ties
+    auc = lm.resampled_auc(y, scores)
+    seen_one_class = False
+    for _ in range(300):
+        rows = rng.integers(0, n, n)
+        if y[rows].min() == y[rows].max():
+            assert auc(rows) is None
+            seen_one_class = True
+        else:
+            assert auc(rows) == pytest.approx(roc_auc_score(y[rows], scores[rows]), abs=1e-12)
+    assert seen_one_class == (n == 6)  # the tiny holdout draws one class only now and then
+    with pytest.raises(ValueError, match="0/1"):
+        lm.resampled_auc(np.array([0, 2, 1]), np.array([0.1, 0.2, 0.3]))
 
 
 # --- inputs and splits --------------------------------------------------------------------

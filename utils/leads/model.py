@@ -256,13 +256,13 @@ def cv_auc(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray, folds: int = 5, rando
 
 def bootstrap_auc_ci(y_true: Iterable[int], scores: Iterable[float], n_bootstrap: int = 1000,
                      level: float = 0.95, random_state: int = 42) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUC (resampling rows of the holdout)."""
+    """Percentile bootstrap interval of the AUC (resampling rows of the holdout; labels 0/1).
+
+    Each resample's AUC is computed from how many times it drew each row (:func:`resampled_auc`):
+    the rows are sorted by score once, not once per resample.
+    """
     y_true, scores = np.asarray(y_true), np.asarray(scores, dtype="float64")
-
-    def auc(idx: np.ndarray) -> float | None:
-        # a resample with one class has no AUC
-        return roc_auc_score(y_true[idx], scores[idx]) if y_true[idx].min() != y_true[idx].max() else None
-
+    auc = resampled_auc(y_true, scores)
     rng = np.random.default_rng(random_state)
     aucs = [a for a in map_resamples(auc, len(y_true), n_bootstrap, rng) if a is not None]
     if not aucs:
@@ -270,6 +270,37 @@ def bootstrap_auc_ci(y_true: Iterable[int], scores: Iterable[float], n_bootstrap
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(aucs, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def resampled_auc(y_true: np.ndarray, scores: np.ndarray) -> Callable[[np.ndarray], float | None]:
+    """A function of a resample's row indices giving its ROC AUC (None when it holds one class only).
+
+    The AUC of ``y_true[rows], scores[rows]``, as ``roc_auc_score`` gives it, without sorting the
+    resample: the rows are sorted by score here, once; a resample only counts how often it drew
+    each row. AUC = sum over positives of (negatives scored lower + half the negatives tied) /
+    (positives x negatives), every term a count, so the sums are exact.
+    """
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype="float64")
+    if len(y_true) != len(scores):
+        raise ValueError(f"y_true has {len(y_true)} values, scores {len(scores)}")
+    if not np.isin(y_true, (0, 1)).all():
+        raise ValueError("resampled_auc: labels must be 0/1")
+    order = np.argsort(scores, kind="stable")
+    ranked = scores[order]
+    tie_block = np.r_[0, np.cumsum(ranked[1:] != ranked[:-1])]  # equal scores share a block
+    positive = (y_true[order] == 1).astype("float64")
+
+    def auc(rows: np.ndarray) -> float | None:
+        drawn = np.bincount(rows, minlength=len(order))[order].astype("float64")
+        pos = np.bincount(tie_block, weights=drawn * positive)
+        neg = np.bincount(tie_block, weights=drawn * (1.0 - positive))
+        n_pos, n_neg = pos.sum(), neg.sum()
+        if n_pos == 0 or n_neg == 0:
+            return None
+        below = np.cumsum(neg) - neg
+        return float(np.dot(pos, below + 0.5 * neg) / (n_pos * n_neg))
+
+    return auc
 
 
 def holdout_metrics(y_true: np.ndarray, scores: np.ndarray, n_bootstrap: int = 1000, random_state: int = 42) -> dict[str, float]:
