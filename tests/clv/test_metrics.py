@@ -227,6 +227,27 @@ def test_gain_plot_has_titles_labels_and_one_row_per_model():
     assert fig.axes[0].get_ylabel() == "model"
 
 
+def test_the_bootstrap_from_draw_counts_scores_each_resample_as_gini_and_spearman_do_ties_included():
+    rng = np.random.default_rng(11)
+    n = 300
+    actual = np.round(rng.gamma(0.5, 100, n) * (rng.random(n) < 0.4), -1)  # many zeros and ties
+    predictions = {"noisy": actual + rng.normal(0, 80, n), "coarse": np.round(actual + rng.normal(0, 50, n), -2),
+                   "flat": np.full(n, 3.0)}
+    scores = bootstrap_scores(actual, predictions, n_boot=40, random_state=5)
+    draws = np.random.default_rng(5)
+    kept = 0
+    for _ in range(40):
+        rows = draws.integers(0, n, n)
+        sample = actual[rows]
+        if sample.sum() == 0 or np.all(sample == sample[0]):
+            continue
+        for name, predicted in predictions.items():
+            assert scores["gini"].loc[kept, name] == pytest.approx(normalized_gini(sample, predicted[rows]), abs=1e-12)
+            assert scores["spearman"].loc[kept, name] == pytest.approx(spearman(sample, predicted[rows]), abs=1e-12)
+        kept += 1
+    assert kept == len(scores["gini"]) == 40
+
+
 def test_the_joint_bootstrap_gives_each_pair_exactly_its_paired_bootstrap():
     rng = np.random.default_rng(8)
     actual = rng.gamma(0.5, 100, 500) * (rng.random(500) < 0.5)

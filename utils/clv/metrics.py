@@ -15,7 +15,7 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 
 from utils.core.parallel import map_resamples
 
@@ -226,26 +226,38 @@ def bootstrap_scores(actual, predictions: dict[str, np.ndarray], n_boot: int = 1
                      random_state: int = 0) -> dict[str, pd.DataFrame]:
     """Gini and Spearman of every model on the same ``n_boot`` resamples of the customers.
 
-    One resample serves every model (so any two columns are paired), and the parts that depend
-    on the actual values only (Gini's perfect-ranking denominator, the ranks of the actuals)
-    are computed once per resample. Resamples where nothing can be ranked are skipped. Returns
-    {"gini": frame, "spearman": frame}, one row per kept resample, one column per model.
+    One resample serves every model (so any two columns are paired). Nothing is sorted per
+    resample: every model's predictions and the actuals are sorted once (:class:`_Sorted`), and a
+    resample only counts how often it drew each customer; :func:`normalized_gini` and
+    :func:`spearman` of the resample follow from the counts (the same values, up to rounding).
+    Resamples where nothing can be ranked are skipped. Returns {"gini": frame, "spearman": frame},
+    one row per kept resample, one column per model.
     """
     actual = np.asarray(actual, dtype="float64")
     names = list(predictions)
-    matrix = np.vstack([np.asarray(predictions[name], dtype="float64") for name in names])
-    if matrix.shape[1] != len(actual):
+    matrix = [np.asarray(predictions[name], dtype="float64") for name in names]
+    if any(len(row) != len(actual) for row in matrix):
         raise ValueError("bootstrap_scores: every prediction must be as long as actual")
     if n_boot < 1:
         raise ValueError(f"bootstrap_scores: n_boot must be >= 1, got {n_boot}")
+    by_actual, by_model = _Sorted(actual, actual), [_Sorted(row, actual) for row in matrix]
+
     def scores(rows: np.ndarray) -> tuple[list[float], list[float]] | None:
-        sample = actual[rows]
-        if sample.sum() == 0 or np.all(sample == sample[0]):
+        drawn = np.bincount(rows, minlength=len(actual)).astype("float64")
+        if _dot(drawn, actual) == 0 or by_actual.distinct_drawn(drawn) == 1:
             return None
-        best = gini(sample, sample)
-        actual_rank = rankdata(sample)
-        return ([gini(sample, row[rows]) / best for row in matrix],
-                [_rank_correlation(actual_rank, row[rows]) for row in matrix])
+        best = by_actual.gini(drawn)
+        actual_rank = by_actual.centred_ranks(drawn)
+        actual_spread = _dot(drawn, actual_rank**2)
+        ginis, spearmans = [], []
+        for model in by_model:
+            ginis.append(model.gini(drawn) / best)
+            if model.distinct_drawn(drawn) == 1:
+                spearmans.append(0.0)  # a constant prediction ranks no one, as in spearman()
+                continue
+            rank = model.centred_ranks(drawn)
+            spearmans.append(float(_dot(drawn, actual_rank * rank) / np.sqrt(actual_spread * _dot(drawn, rank**2))))
+        return ginis, spearmans
 
     # The resamples drawn in order, scored side by side: the same numbers as one by one.
     kept = [s for s in map_resamples(scores, len(actual), n_boot, np.random.default_rng(random_state)) if s is not None]
@@ -255,11 +267,53 @@ def bootstrap_scores(actual, predictions: dict[str, np.ndarray], n_boot: int = 1
     return {"gini": pd.DataFrame(ginis, columns=names), "spearman": pd.DataFrame(spearmans, columns=names)}
 
 
-def _rank_correlation(actual_rank: np.ndarray, predicted: np.ndarray) -> float:
-    """Spearman from precomputed ranks of the actuals; 0.0 for a constant prediction, as :func:`spearman`."""
-    if np.all(predicted == predicted[0]):
-        return 0.0
-    return float(np.corrcoef(actual_rank, rankdata(predicted))[0, 1])
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of a * b without BLAS: a BLAS dot of 10,000 values wakes its threads, which cost more
+    than the sum (measured: 2.2 of the 2.6 s that 300 resamples of 4 models took on 2 busy cores)."""
+    return float(np.einsum("i,i->", a, b))
+
+
+class _Sorted:
+    """One ranking (``by``: predictions, or the actuals themselves) sorted once, highest first, with its
+    blocks of equal values; a resample is given as ``drawn``, how many times it drew each row.
+
+    ``gini``: :func:`gini` of the resample (a drawn row counts ``drawn`` times; copies of a row tie, so
+    they sit in one block, as in :func:`gini`). ``centred_ranks``: each row's average rank within the
+    resample (as ``rankdata``) minus the mean rank (n + 1) / 2, so Spearman = the drawn-weighted
+    correlation of two such columns; ranks are halves, their sums exact.
+    """
+
+    def __init__(self, by: np.ndarray, actual: np.ndarray):
+        self.order = np.argsort(-by, kind="stable")
+        ranked = by[self.order]
+        self.block = np.r_[0, np.cumsum(ranked[1:] != ranked[:-1])]  # in sorted order
+        self.block_of_row = np.empty(len(by), dtype="int64")
+        self.block_of_row[self.order] = self.block
+        self.actual_sorted = actual[self.order]
+
+    def _sizes(self, drawn: np.ndarray) -> np.ndarray:
+        return np.bincount(self.block, weights=drawn[self.order])
+
+    def distinct_drawn(self, drawn: np.ndarray) -> int:
+        """How many different values the resample holds."""
+        return int(np.count_nonzero(self._sizes(drawn)))
+
+    def gini(self, drawn: np.ndarray) -> float:
+        counts = drawn[self.order]
+        sizes = np.bincount(self.block, weights=counts)
+        amounts = np.bincount(self.block, weights=counts * self.actual_sorted)
+        block_share = amounts / amounts.sum()
+        before = np.r_[0.0, np.cumsum(block_share)[:-1]]
+        area = np.sum(sizes * before + block_share * (sizes + 1) / 2)
+        n = counts.sum()
+        return float(area / n - (n + 1) / (2 * n))
+
+    def centred_ranks(self, drawn: np.ndarray) -> np.ndarray:
+        sizes = self._sizes(drawn)
+        n = sizes.sum()
+        above = np.cumsum(sizes) - sizes  # drawn rows ranked higher (sorted highest first)
+        rank = n - above - (sizes - 1) / 2  # average ascending rank of the block, as rankdata
+        return (rank - (n + 1) / 2)[self.block_of_row]
 
 
 def comparison_table(actual, predictions: dict[str, np.ndarray], references: dict[str, str], n_boot: int = 1000,
