@@ -204,7 +204,8 @@ def make_random_forest(n_estimators: int = 300, random_state: int = 42, max_samp
     many rows as there are, the classic forest). Fully grown trees on half the rows cost about
     half as much, and are less alike, so fewer of them are needed: on the synthetic shop's
     training folds 100 trees on half-size samples rank as 300 full-size ones do (CV Gini and
-    Spearman within 0.002) at a fifth of the CPU.
+    Spearman within 0.002) at a fifth of the CPU; with the classic settings too (CV Gini 0.5947
+    against 0.5944, Spearman 0.4136 against 0.4138, in 10 s against 48 s).
     """
     if max_samples is not None and not 0 < max_samples <= 1:
         raise ValueError(f"max_samples must be in (0, 1] (a share of the rows) or None, got {max_samples}")
