@@ -244,18 +244,20 @@ def bootstrap_scores(actual, predictions: dict[str, np.ndarray], n_boot: int = 1
 
     def scores(rows: np.ndarray) -> tuple[list[float], list[float]] | None:
         drawn = np.bincount(rows, minlength=len(actual)).astype("float64")
-        if _dot(drawn, actual) == 0 or by_actual.distinct_drawn(drawn) == 1:
+        actual_sizes = by_actual.sizes(drawn)
+        if _dot(drawn, actual) == 0 or np.count_nonzero(actual_sizes) == 1:
             return None
-        best = by_actual.gini(drawn)
-        actual_rank = by_actual.centred_ranks(drawn)
+        best = by_actual.gini(drawn, actual_sizes)
+        actual_rank = by_actual.centred_ranks(actual_sizes)
         actual_spread = _dot(drawn, actual_rank**2)
         ginis, spearmans = [], []
         for model in by_model:
-            ginis.append(model.gini(drawn) / best)
-            if model.distinct_drawn(drawn) == 1:
+            sizes = model.sizes(drawn)  # once per model and resample: its Gini and its ranks share them
+            ginis.append(model.gini(drawn, sizes) / best)
+            if np.count_nonzero(sizes) == 1:
                 spearmans.append(0.0)  # a constant prediction ranks no one, as in spearman()
                 continue
-            rank = model.centred_ranks(drawn)
+            rank = model.centred_ranks(sizes)
             spearmans.append(float(_dot(drawn, actual_rank * rank) / np.sqrt(actual_spread * _dot(drawn, rank**2))))
         return ginis, spearmans
 
@@ -291,25 +293,21 @@ class _Sorted:
         self.block_of_row[self.order] = self.block
         self.actual_sorted = actual[self.order]
 
-    def _sizes(self, drawn: np.ndarray) -> np.ndarray:
+    def sizes(self, drawn: np.ndarray) -> np.ndarray:
+        """How many rows the resample drew in each block (0 for a block it missed)."""
         return np.bincount(self.block, weights=drawn[self.order])
 
-    def distinct_drawn(self, drawn: np.ndarray) -> int:
-        """How many different values the resample holds."""
-        return int(np.count_nonzero(self._sizes(drawn)))
-
-    def gini(self, drawn: np.ndarray) -> float:
-        counts = drawn[self.order]
-        sizes = np.bincount(self.block, weights=counts)
-        amounts = np.bincount(self.block, weights=counts * self.actual_sorted)
+    def gini(self, drawn: np.ndarray, sizes: np.ndarray) -> float:
+        """:func:`gini` of the resample (``sizes``: :meth:`sizes` of the same ``drawn``)."""
+        amounts = np.bincount(self.block, weights=drawn[self.order] * self.actual_sorted)
         block_share = amounts / amounts.sum()
         before = np.r_[0.0, np.cumsum(block_share)[:-1]]
         area = np.sum(sizes * before + block_share * (sizes + 1) / 2)
-        n = counts.sum()
+        n = sizes.sum()
         return float(area / n - (n + 1) / (2 * n))
 
-    def centred_ranks(self, drawn: np.ndarray) -> np.ndarray:
-        sizes = self._sizes(drawn)
+    def centred_ranks(self, sizes: np.ndarray) -> np.ndarray:
+        """Each row's average rank in the resample minus the mean rank (``sizes``: :meth:`sizes`)."""
         n = sizes.sum()
         above = np.cumsum(sizes) - sizes  # drawn rows ranked higher (sorted highest first)
         rank = n - above - (sizes - 1) / 2  # average ascending rank of the block, as rankdata
