@@ -2,9 +2,6 @@
 and (with the real data) the performance targets."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import mlflow
@@ -17,7 +14,6 @@ from sklearn.metrics import roc_auc_score
 from utils.core import registry, tracking
 from utils.core.contracts import DataContractError
 from utils.core.gate import GateRule, Holdout
-from utils.core.paths import PROJECT_ROOT
 from utils.leads import model as lm
 from utils.leads.schema import INTERACTION_COLUMNS, LEAD_ID
 from utils.pipeline import promotions
@@ -319,17 +315,6 @@ def test_tune_lightgbm_searches_on_the_rows_it_is_given():
     assert table["mean_cv_auc"].is_monotonic_decreasing
 
 
-# --- pycaret comparison -------------------------------------------------------------------
-
-
-def test_compare_candidates_returns_one_row_per_model():
-    table = lm.compare_candidates(clean_leads(300), ["lr", " dt "], folds=2, sample_size=200)
-    assert sorted(table["model_id"]) == ["dt", "lr"]
-    assert {"Model", "AUC"} <= set(table.columns)
-    with pytest.raises(ValueError, match="no candidate"):
-        lm.compare_candidates(clean_leads(50), [" "], folds=2)
-
-
 # --- real data ----------------------------------------------------------------------------
 
 # Reference on the same file: the original 6-feature tuned LightGBM, CV 0.792 and time holdout 0.745.
@@ -355,38 +340,6 @@ def test_real_data_targets(shared_data):
     print(f"real data: CV AUC {auc_cv:.4f}, time-holdout AUC {auc_time:.4f} ({time.perf_counter() - started:.0f} s)")
     assert auc_cv >= TARGET_AUC_CV
     assert auc_time >= TARGET_AUC_TIME
-
-
-def test_the_pycaret_screen_leaves_matplotlib_fonts_and_warnings_as_they_were():
-    """In a fresh interpreter: pycaret changes the fonts when it is first imported, and sends every later
-    warning of the process to its log file; after the screen a warning reaches stderr again, twice over."""
-    code = (
-        "import matplotlib, json, warnings; from tests.leads.test_model import clean_leads\n"
-        "from utils.leads import model as lm\n"
-        "before = [matplotlib.rcParams['font.family'], list(matplotlib.rcParams['font.sans-serif'])]\n"
-        "for _ in range(2):\n"
-        "    lm.compare_candidates(clean_leads(300), ['lr'], folds=2, sample_size=200)\n"
-        "    warnings.warn('a warning of the notebook, after the screen')\n"
-        "after = [matplotlib.rcParams['font.family'], list(matplotlib.rcParams['font.sans-serif'])]\n"
-        "print(json.dumps(before == after))"
-    )
-    done = subprocess.run([sys.executable, "-W", "always", "-c", code], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stderr.count("a warning of the notebook, after the screen") == 2, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "true"
-
-
-def test_the_pycaret_screen_leaves_no_log_file_where_it_runs(tmp_path):
-    """In a fresh interpreter (pycaret opens its log file when first imported), in another folder."""
-    code = ("from tests.leads.test_model import clean_leads\nfrom utils.leads import model as lm\n"
-            "lm.compare_candidates(clean_leads(300), ['lr'], folds=2, sample_size=200)\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYCARET_CUSTOM_LOGGING_PATH"}
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")])
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert list(tmp_path.iterdir()) == [], "pycaret's debug log (logs.log) was left where the screen ran"
 
 
 @pytest.mark.parametrize("family", ["lightgbm", "lr"])

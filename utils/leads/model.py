@@ -25,13 +25,9 @@ Every AUC here is computed from predicted probabilities; :func:`roc_auc` refuses
 """
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import matplotlib
 import numpy as np
 import pandas as pd
 from joblib import parallel_config
@@ -361,65 +357,3 @@ def permutation_importance_table(pipe: Pipeline, X: pd.DataFrame, y: np.ndarray,
                                         n_jobs=default_workers())
     return (pd.DataFrame({"feature": X.columns, "auc_drop": result.importances_mean, "auc_drop_std": result.importances_std})
             .sort_values("auc_drop", ascending=False, ignore_index=True))
-
-
-# --- candidate comparison (pycaret) -------------------------------------------------------
-
-
-def _pycaret_captures_warnings(on: bool) -> None:
-    pycaret_logging = sys.modules.get("pycaret.internal.logging")  # only once pycaret is imported
-    if pycaret_logging is not None:
-        pycaret_logging.captureWarnings(on)
-
-
-def _pycaret_warnings_stay_inside(screen: Callable) -> Callable:
-    """pycaret's import sends every later Python warning of the process to its log file (logs.log):
-    a notebook that ran the screen would hide its own warnings there. pycaret's warnings during the
-    screen go to its log, as pycaret means them to; afterwards warnings are shown as usual again."""
-    @functools.wraps(screen)
-    def wrapper(*args, **kwargs):
-        _pycaret_captures_warnings(True)  # pycaret imported by an earlier screen: as in a first one
-        try:
-            return screen(*args, **kwargs)
-        finally:
-            _pycaret_captures_warnings(False)
-    return wrapper
-
-
-@_pycaret_warnings_stay_inside
-def compare_candidates(train: pd.DataFrame, candidates: Iterable[str], folds: int = 3, sample_size: int = 2000,
-                       random_state: int = 42, n_jobs: int = 1, significant_levels: Mapping[str, Any] | None = None,
-                       level_cumulative: float = 0.90) -> pd.DataFrame:
-    """pycaret's cross-validated comparison of candidate models on a sample of the (raw) training leads.
-
-    A quick screen, not the final model: the sample is cleaned by a :class:`LeadCleaner`
-    fitted on it, then pycaret does its own preprocessing. Its MLflow logging stays off
-    (pycaret 3.3 and MLflow 3 do not agree); the caller logs the table.
-    """
-    # Importing pycaret switches matplotlib to Arial, which this machine lacks (hundreds of findfont
-    # warnings in every later plot): the font settings are put back right after.
-    fonts = {key: matplotlib.rcParams[key] for key in ("font.family", "font.sans-serif")}
-    # pycaret opens its debug log, logs.log, in the working directory when first imported (megabytes per
-    # screen, growing in the project root or wherever a notebook runs): not kept, unless the user names
-    # a file in PYCARET_CUSTOM_LOGGING_PATH.
-    os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", os.devnull)
-    from pycaret.classification import ClassificationExperiment
-
-    matplotlib.rcParams.update(fonts)
-
-    candidates = [c.strip() for c in candidates if c.strip()]
-    if not candidates:
-        raise ValueError("no candidate models to compare")
-    sample = train.sample(sample_size, random_state=random_state) if len(train) > sample_size else train
-    cleaner = LeadCleaner(significant_levels, level_cumulative).fit(sample)
-    data = cleaner.transform(sample).assign(**{LEADS_TARGET: sample[LEADS_TARGET].to_numpy()})
-    experiment = ClassificationExperiment()
-    experiment.setup(
-        data=data.reset_index(drop=True), target=LEADS_TARGET, session_id=random_state, fold=folds,
-        fold_strategy="stratifiedkfold", categorical_features=[*LEVEL_COLUMNS, CITY_COLUMN],
-        numeric_features=list(NUMERIC_FEATURES), verbose=False, html=False, n_jobs=n_jobs, log_experiment=False,
-        system_log=False,
-    )
-    experiment.compare_models(include=candidates, sort="AUC", n_select=len(candidates), verbose=False, errors="raise")
-    table = experiment.pull().reset_index(names="model_id")
-    return table.drop(columns=["TT (Sec)"], errors="ignore")
