@@ -114,8 +114,9 @@ def test_a_kernel_started_before_its_run_leaves_nothing_behind_when_discarded_at
 
 
 class FakeSpare:
-    def __init__(self, step, run, store=None):
-        self.step, self.run, self.store, self.discarded = step, Path(run), store, False
+    def __init__(self, step, run, store=None, store_after=None):
+        self.step, self.run, self.store, self.discarded = step, None if run is None else Path(run), store, False
+        self.store_after = store_after
 
     def start(self):
         return self
@@ -333,3 +334,55 @@ def test_a_module_preloads_in_the_background():
                          timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True", "ok"]
+
+
+def test_a_kernel_waiting_for_another_to_open_the_store_does_its_imports_first_and_its_store_set_up_after(
+        tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(execute.paths, "OUTPUTS_DIR", tmp_path / "outputs")
+    imported, stored = tmp_path / "imported", tmp_path / "stored"
+    monkeypatch.setattr(execute, "STORE_SETUP", f"open({str(stored)!r}, 'w').write('x')\n")
+    # The import cell's module leaves a mark when imported (the warm-up runs a cell of imports only).
+    (tmp_path / "leaves_a_mark.py").write_text(f"open({str(imported)!r}, 'w').write('x')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    step = TinyStep(notebook(tmp_path, "import leaves_a_mark"))
+    opening = threading.Event()
+    first = FakeSpare(step, None)
+    first._thread = threading.Thread(target=opening.wait, daemon=True)  # the kernel opening the store
+    first._thread.start()
+    spare = execute.SpareKernel(step, None, store=True, store_after=first).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not imported.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert imported.exists(), "its imports were not done at once"
+        assert not stored.exists() and spare._thread.is_alive(), "it set up the store before the other kernel"
+        opening.set()
+        km = spare.take()
+        assert km is not None and stored.exists()
+    finally:
+        opening.set()
+        spare.discard()
+
+
+def test_a_whole_run_starts_the_second_kernel_while_it_waits_for_the_first(monkeypatch):
+    class Spare(FakeSpare):
+        def take(self, timeout=120):
+            return f"kernel of {self.step.name}"
+
+    monkeypatch.setattr(execute, "SpareKernel", Spare)
+    data, eda = catalog.step("00"), catalog.step("01")
+    executor = execute.PapermillExecutor(overlap=True)
+    executor.prepare(data, None, store=True)
+    assert executor.tracking_kernel() == "kernel of 00_data"
+    second = executor.spares[(eda.name, None)]
+    assert second.store and second.store_after is executor.spares[(data.name, None)], \
+        "it opens the store only after the first kernel has"
+    executor.prepare(eda, Path("/tmp/run"))  # the step before it begins: no second kernel for it
+    assert sorted(executor.spares) == [(data.name, None), (eda.name, None)]
+    one_step = execute.PapermillExecutor()  # a scheduler's task: its process runs one notebook
+    one_step.prepare(data, None, store=True)
+    one_step.tracking_kernel()
+    assert list(one_step.spares) == [(data.name, None)]

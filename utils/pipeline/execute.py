@@ -25,7 +25,7 @@ from jupyter_client import AsyncKernelManager
 from traitlets import default
 
 from utils.core import paths
-from utils.pipeline.catalog import Step
+from utils.pipeline.catalog import STEPS, Step
 
 
 class LocalKernelManager(AsyncKernelManager):
@@ -167,6 +167,8 @@ KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 # Every run's kernel gives the memory its cells freed back to the system after each cell
 # (utils.core.memory): otherwise the next step's spare kernel finds no room beside it.
 RELEASE_AFTER_EACH_CELL = '__import__("utils.core.memory", fromlist=["x"]).release_after_each_cell()\n'
+# What open_step does first: point MLflow at the run's store (a new store gets its tables).
+STORE_SETUP = '__import__("utils.core.tracking", fromlist=["configure"]).configure()\n'
 
 
 def warm_up_code(notebook: Path, store: bool = True) -> str:
@@ -182,7 +184,7 @@ def warm_up_code(notebook: Path, store: bool = True) -> str:
                                                     for node in ast.parse(first).body)
     except SyntaxError:
         only_imports = False
-    setup = '__import__("utils.core.tracking", fromlist=["configure"]).configure()\n' if store else ""
+    setup = STORE_SETUP if store else ""
     setup += RELEASE_AFTER_EACH_CELL
     return f"{first}\n{setup}" if only_imports else setup
 
@@ -197,12 +199,15 @@ class SpareKernel:
     called from any thread: the kernel process is killed at once, its memory freed.
     """
 
-    def __init__(self, step: Step, run: Path | None, store: bool | None = None):
+    def __init__(self, step: Step, run: Path | None, store: bool | None = None,
+                 store_after: SpareKernel | None = None):
         """``run`` None: started before the run's folder exists (its log waits in the outputs folder,
         see :meth:`adopt`, and it leaves the MLflow store alone unless ``store``: the kernel that opens
-        the store for a run whose process does not)."""
+        the store for a run whose process does not). ``store_after``: the kernel that opens the store;
+        this one does its imports at once, and its own store set-up once that one is ready (or gone)."""
         self.step, self.run = step, None if run is None else Path(run)
         self.store = self.run is not None if store is None else store
+        self.store_after = store_after
         self.log = kernel_log(run, step) if run is not None else \
             paths.OUTPUTS_DIR / ".kernel-logs" / f"{step.name}-{uuid.uuid4().hex[:12]}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -234,19 +239,27 @@ class SpareKernel:
         client.start_channels()
         try:
             await client.wait_for_ready(timeout=60)
-            msg_id = client.execute(warm_up_code(self.step.notebook, store=self.store), silent=True,
-                                    store_history=False)
-            while not self._cancelled.is_set():
-                try:
-                    reply = await client.get_shell_msg(timeout=0.5)
-                except Exception:  # noqa: BLE001 - queue.Empty: not yet; check the kernel is alive and wait on
-                    if not await km.is_alive():
-                        raise RuntimeError(f"the spare kernel of {self.step.name} died while warming up") from None
-                    continue
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    break
+            later = self.store and self.store_after is not None
+            await self._run_silently(km, client, warm_up_code(self.step.notebook, store=self.store and not later))
+            if later:
+                while self.store_after._thread.is_alive() and not self._cancelled.is_set():
+                    await asyncio.sleep(0.05)
+                await self._run_silently(km, client, STORE_SETUP)
         finally:
             client.stop_channels()
+
+    async def _run_silently(self, km: Any, client: Any, code: str) -> None:
+        """Execute ``code`` in the kernel (no output, no history) and wait for its reply (or a discard)."""
+        msg_id = client.execute(code, silent=True, store_history=False)
+        while not self._cancelled.is_set():
+            try:
+                reply = await client.get_shell_msg(timeout=0.5)
+            except Exception:  # noqa: BLE001 - queue.Empty: not yet; check the kernel is alive and wait on
+                if not await km.is_alive():
+                    raise RuntimeError(f"the spare kernel of {self.step.name} died while warming up") from None
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return
 
     def take(self, timeout: float = 120) -> Any:
         """The ready kernel manager, or None (it failed, or is not ready within ``timeout``: it is shut down)."""
@@ -442,13 +455,15 @@ class PapermillExecutor:
         self._given_up: list[SpareKernel] = []  # spares dropped for memory while the current step runs
         self._restarts = 0
 
-    def prepare(self, step: Step, run: Path | None, store: bool | None = None) -> None:
+    def prepare(self, step: Step, run: Path | None, store: bool | None = None,
+                store_after: SpareKernel | None = None) -> None:
         """Start ``step``'s kernel now, for its :meth:`execute` in ``run`` later (None: the run about to begin;
-        ``store``: see :class:`SpareKernel`)."""
+        ``store``, ``store_after``: see :class:`SpareKernel`). Nothing happens when one is started for it
+        already (for this run, or before the run began)."""
         key = (step.name, None if run is None else Path(run))
         with self._lock:
-            if key not in self.spares:
-                self.spares[key] = SpareKernel(step, run, store).start()
+            if key not in self.spares and (step.name, None) not in self.spares:
+                self.spares[key] = SpareKernel(step, run, store, store_after).start()
 
     def add_spare(self, step: Step, run: Path, spare: Any) -> None:
         """Use ``spare`` (a kernel started elsewhere, with :class:`SpareKernel`'s ``take``, ``adopt`` and
@@ -472,13 +487,26 @@ class PapermillExecutor:
 
     def tracking_kernel(self) -> Any:
         """A running kernel for the run's MLflow calls, or None: the one kept, else the ready spare of
-        the earliest step waiting for one (waited for: it is that step's kernel anyway)."""
+        the earliest step waiting for one (waited for: it is that step's kernel anyway).
+
+        A whole run (``overlap``) waits here for its first kernel, with a core to spare: the kernel of
+        the step after it starts now rather than when that step begins (its imports at once, its
+        store set-up once the first kernel has opened the store: two kernels creating a new store's
+        tables at once would collide). A short first step then finds the next kernel ready.
+        """
         for km in (self.last, *self.kept.values()):
             if km is not None:
                 return km
         with self._lock:
             waiting = sorted(self.spares.items(), key=lambda item: item[0][0])
-        return waiting[0][1].take() if waiting else None
+        if not waiting:
+            return None
+        first = waiting[0][1]
+        names = [s.name for s in STEPS]
+        if self.overlap and isinstance(first, SpareKernel) and first.step.name in names[:-1]:
+            following = STEPS[names.index(first.step.name) + 1]
+            self.prepare(following, first.run, store=True, store_after=first)
+        return first.take()
 
     def _release_last(self, now: bool = False) -> None:
         """Kill the kernel kept from the last notebook (in the background unless ``now``)."""
