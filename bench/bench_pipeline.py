@@ -19,7 +19,8 @@ One after the other, each in a scratch outputs folder (``LEAD2VALUE_OUTPUTS``, a
    (a store with champions, as on any later day) (target <= 30 s).
 
 ``--repeats N`` measures plain and pipeline N times each, alternating which goes first, and
-compares the fastest of each (the least disturbed) and the medians.
+prints the fastest of each (the least disturbed) and the medians; the targets are judged on the
+medians, and the smoke target on the slower of its two runs.
 
 Peak memory (target <= 1.5 GB): the whole process tree, run_all.py itself and its kernels, sampled
 every 0.2 s, as PSS (each page shared between processes, e.g. numpy's and LightGBM's libraries,
@@ -318,11 +319,14 @@ def main() -> None:
                   f"{step.get('seconds', float('nan')):11.1f}")
         print(f"{'whole':16s} {fastest['seconds']:9.1f} {fastest['cpu']:10.1f} {best['seconds']:11.1f}")
         ratio = best["seconds"] / fastest["seconds"]
-        print(f"pipeline / plain, wall: {ratio:.3f} fastest of each, {median([r['seconds'] for r in pipelines]) / median([r['seconds'] for r in plains]):.3f} "
-              f"median (target <= {TARGETS['ratio']}: {verdict(ratio, TARGETS['ratio'])}); CPU seconds: "
+        median_ratio = median([r['seconds'] for r in pipelines]) / median([r['seconds'] for r in plains])
+        print(f"pipeline / plain, wall: {ratio:.3f} fastest of each, {median_ratio:.3f} median (target <= "
+              f"{TARGETS['ratio']}, judged on the median: {verdict(median_ratio, TARGETS['ratio'])}); CPU seconds: "
               f"{median([r['cpu'] for r in pipelines]) / median([r['cpu'] for r in plains]):.3f}")
-    print(f"pipeline wall {best['seconds']:.1f} s (fastest of {len(pipelines)})" + (
-        f"; target for the default profile <= 150 s: {verdict(best['seconds'], 150)}" if args.profile == "default" else ""))
+    walls = sorted(r["seconds"] for r in pipelines)
+    print(f"pipeline wall {median(walls):.1f} s median of {len(walls)} ({', '.join(f'{w:.1f}' for w in walls)})" + (
+        f"; target for the default profile <= 150 s, judged on the median: {verdict(median(walls), 150)}"
+        if args.profile == "default" else ""))
     kernels = max(kernels_peak(r["manifest"]) for r in pipelines + [r for r in (smoke, forced) if r])
     measured = pipelines + [r for r in (smoke, forced) if r]
     tree = max(r["peak_mb"] for r in measured)
@@ -337,7 +341,8 @@ def main() -> None:
               f"{verdict(noop['seconds'], TARGETS['noop_seconds'])})")
     if smoke is not None:
         print(f"smoke profile {smoke['seconds']:.1f} s fresh, {forced['seconds']:.1f} s --force "
-              f"(target <= {TARGETS['smoke_seconds']}: {verdict(min(smoke['seconds'], forced['seconds']), TARGETS['smoke_seconds'])})")
+              f"(target <= {TARGETS['smoke_seconds']}, judged on the slower: "
+              f"{verdict(max(smoke['seconds'], forced['seconds']), TARGETS['smoke_seconds'])})")
     print(f"[{load()}]")
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
