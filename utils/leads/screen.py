@@ -27,6 +27,7 @@ from typing import Any
 
 import matplotlib
 import pandas as pd
+from lightgbm import basic as lightgbm_basic
 
 from utils.core.parallel import default_workers
 from utils.leads.cleaning import CITY_COLUMN, LEVEL_COLUMNS, LeadCleaner
@@ -132,9 +133,7 @@ def _lightgbm_logs_through_python() -> None:
     (pycaret's LightGBM is verbose) straight to the process's descriptor 1, past
     ``sys.stdout`` and so past the per-thread routing of :func:`_pycaret_confined_to_this_thread`.
     """
-    from lightgbm import basic
-
-    basic._safe_call(basic._LIB.LGBM_RegisterLogCallback(basic._LIB.callback))
+    lightgbm_basic._safe_call(lightgbm_basic._LIB.LGBM_RegisterLogCallback(lightgbm_basic._LIB.callback))
 
 
 def _candidate_ids(candidates: Iterable[str]) -> list[str]:

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
+from sklearn.linear_model import LogisticRegression
 
 from utils.core.hashing import sha256_file
 from utils.leads.schema import INTERACTION_COLUMNS, LEADS_COLUMNS, LEADS_FEATURE_COLUMNS, LEADS_TARGET, read_leads
@@ -279,10 +280,6 @@ def _fit_conversion_model(raw: pd.DataFrame, calibration: dict) -> dict:
                 "month": {m: 0.0 for m in months}}
     keys = model_keys(raw, skeleton)
     design = pd.get_dummies(keys, prefix_sep="=", dtype=float)
-    # Imported here: only a calibration on real leads fits it, and 00's kernel (on every run's
-    # critical path while it starts) would import scikit-learn for nothing.
-    from sklearn.linear_model import LogisticRegression
-
     fit = LogisticRegression(C=REGULARISATION_C, max_iter=5000).fit(design.to_numpy(), raw[LEADS_TARGET].to_numpy())
     model: dict = {"intercept": round(float(fit.intercept_[0]), 2), "city_tiers": skeleton["city_tiers"]}
     for name, coefficient in zip(design.columns, fit.coef_[0]):
