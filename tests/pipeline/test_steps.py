@@ -1,5 +1,6 @@
 """The step context's registry calls: lineage from the run, and a notebook session that never promotes
 (issue 11, point 2)."""
+import io
 import json
 
 import mlflow
@@ -107,3 +108,41 @@ def test_a_saved_figure_is_shown_once_where_it_is_saved_and_closed(store, monkey
     fig, _ = plt.subplots()
     step.save_figure(fig, "empty")
     assert len(shown) == 1 and not plt.fignum_exists(fig.number)
+
+
+def test_a_saved_figure_is_shown_from_its_saved_png_scaled_not_drawn_twice(store, monkeypatch):
+    import matplotlib.pyplot as plt
+    import PIL.Image
+
+    from utils.pipeline import steps
+
+    shown = []
+    monkeypatch.setattr(steps, "get_ipython", lambda: object())
+    monkeypatch.setattr(steps, "display", shown.append)
+    step = open_lead_step(store / "interactive")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([1, 2])
+    draws = []
+    save = fig.savefig
+    monkeypatch.setattr(fig, "savefig", lambda *args, **kwargs: (draws.append(kwargs.get("dpi")), save(*args, **kwargs)))
+    out = step.save_figure(fig, "line")
+    step.close()
+    assert draws == [tracking.SAVE_DPI], "drawn once, for the saved file"
+    assert shown[0].data == steps.scaled_png(out.read_bytes(), steps.SHOW_DPI / tracking.SAVE_DPI)
+    with PIL.Image.open(out) as saved, PIL.Image.open(io.BytesIO(shown[0].data)) as small:
+        assert abs(small.width - saved.width * steps.SHOW_DPI / tracking.SAVE_DPI) <= 1
+
+
+def test_a_scaled_png_has_the_scaled_size_and_the_same_bytes_every_time():
+    import PIL.Image
+
+    from utils.pipeline import steps
+
+    buffer = io.BytesIO()
+    PIL.Image.new("RGBA", (110, 55), (200, 30, 30, 255)).save(buffer, format="PNG")
+    once, again = (steps.scaled_png(buffer.getvalue(), 80 / 110) for _ in range(2))
+    assert once == again
+    with PIL.Image.open(io.BytesIO(once)) as image:
+        assert image.size == (80, 40) and image.convert("RGB").getpixel((40, 20)) == (200, 30, 30)
+    with pytest.raises(ValueError, match="positive"):
+        steps.scaled_png(buffer.getvalue(), 0)

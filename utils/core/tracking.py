@@ -150,6 +150,10 @@ def write_metrics(path: Path, metrics: dict[str, float]) -> dict[str, float]:
     return clean
 
 
+# The resolution of the figures saved under a run's figures/ (and in MLflow).
+SAVE_DPI = 110
+
+
 def save_figure(fig: Any, folder: Path, name: str) -> Path:
     """Save a matplotlib (PNG) or plotly (HTML) figure as ``<folder>/<name>`` and log it to MLflow."""
     folder = Path(folder)
@@ -157,7 +161,7 @@ def save_figure(fig: Any, folder: Path, name: str) -> Path:
     if hasattr(fig, "savefig"):
         out = folder / f"{name}.png"
         # No timestamp in the PNG metadata, so reruns give byte-identical files.
-        fig.savefig(out, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        fig.savefig(out, dpi=SAVE_DPI, bbox_inches="tight", metadata={"Software": None})
     elif hasattr(fig, "write_html"):
         out = folder / f"{name}.html"
         # plotly.js inline: the figure opens offline.
