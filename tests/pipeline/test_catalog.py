@@ -52,3 +52,9 @@ def test_check_refuses_a_gate_whose_step_does_not_read_its_source_record(monkeyp
     with pytest.raises(ValueError, match="gate dataset lead_model: its step 03_lead_model must read.*leads_source"):
         catalog.check()
     assert {d.name: d.source for d in catalog.GATE_DATASETS} == {"lead_model": "leads_source", "clv_model": "clv_source"}
+
+
+def test_the_step_after_a_step_in_run_order():
+    names = [s.name for s in catalog.STEPS]
+    assert [catalog.following(name) for name in names] == [*catalog.STEPS[1:], None]
+    assert catalog.following("03") is catalog.step("04")

@@ -54,11 +54,14 @@ class _ThreadRouted:
     def __init__(self, stream: Any, thread: int, elsewhere: Any):
         self.stream, self.thread, self.elsewhere = stream, thread, elsewhere
 
+    def _target(self) -> Any:
+        return self.elsewhere if threading.get_ident() == self.thread else self.stream
+
     def write(self, text: str) -> int:
-        return (self.elsewhere if threading.get_ident() == self.thread else self.stream).write(text)
+        return self._target().write(text)
 
     def flush(self) -> None:
-        (self.elsewhere if threading.get_ident() == self.thread else self.stream).flush()
+        self._target().flush()
 
     def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno...: the stream's
         return getattr(self.stream, name)

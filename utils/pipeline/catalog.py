@@ -141,6 +141,12 @@ def step(name: str) -> Step:
     raise CatalogError(f"no step '{name}'; the steps are {', '.join(STEP_BY_NAME)}")
 
 
+def following(step_name: str) -> Step | None:
+    """The step after ``step_name`` in run order (None after the last)."""
+    at = STEPS.index(step(step_name)) + 1
+    return STEPS[at] if at < len(STEPS) else None
+
+
 def produces(step_name: str) -> tuple[Dataset, ...]:
     """The datasets a step writes, in catalog order."""
     return tuple(d for d in DATASETS if d.step == step_name)

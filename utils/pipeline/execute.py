@@ -25,7 +25,8 @@ from jupyter_client import AsyncKernelManager
 from traitlets import default
 
 from utils.core import paths
-from utils.pipeline.catalog import STEPS, Step
+from utils.pipeline import catalog
+from utils.pipeline.catalog import Step
 
 
 class LocalKernelManager(AsyncKernelManager):
@@ -502,9 +503,8 @@ class PapermillExecutor:
         if not waiting:
             return None
         first = waiting[0][1]
-        names = [s.name for s in STEPS]
-        if self.overlap and isinstance(first, SpareKernel) and first.step.name in names[:-1]:
-            following = STEPS[names.index(first.step.name) + 1]
+        following = catalog.following(first.step.name) if isinstance(first, SpareKernel) else None
+        if self.overlap and following is not None:
             self.prepare(following, first.run, store=True, store_after=first)
         return first.take()
 

@@ -232,7 +232,7 @@ def run_step(state: RunState, name: str, executor: Executor | None = None, track
     missing = [up for up in catalog.upstream(name) if up not in state.records]
     if missing:
         raise StepFailed(name, f"{name} needs {', '.join(missing)} first: this run has not done them yet")
-    index = [s.name for s in catalog.STEPS].index(name) + 1
+    index = catalog.STEPS.index(step) + 1
     record = fingerprint_step(step, state.plan, state.records)
     started = time.time()
     reusable, why = (None, "forced") if forced(name, state.options) else \
@@ -246,7 +246,7 @@ def run_step(state: RunState, name: str, executor: Executor | None = None, track
         else:
             say(f"[{index}/{len(catalog.STEPS)}] {name}: executing ({why}) ...")
             record.reason = why
-            following = catalog.STEPS[index] if index < len(catalog.STEPS) else None
+            following = catalog.following(name)
             if prepare_next and following is not None and hasattr(executor, "prepare"):
                 executor.prepare(following, state.run)
             execute_step(step, state.run, state.plan.resolved[name], record, executor or PapermillExecutor(),
