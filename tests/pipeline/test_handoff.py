@@ -39,6 +39,19 @@ def gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
+def existing_store(tmp_path, monkeypatch) -> tuple[MlflowClient, str]:
+    """An MLflow store with the project's experiment, made before any kernel is left for the run, as in
+    a scheduled run (``run_all.py --begin`` makes them): a kernel warmed for a run sets the store up
+    (:func:`utils.core.tracking.configure`), and two processes creating a new store's tables, or the
+    same experiment, at once collide (``duplicate column name``, "already exists"). The client, the
+    experiment's id."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the kernel inherits it, as from a scheduler's task
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(tracking.EXPERIMENT_NAME, artifact_location=(tmp_path / "artifacts").as_uri())
+    return client, experiment
+
+
 def test_a_kernel_left_by_one_process_is_claimed_warm_by_the_next_and_killed_after(run):
     record = handoff.leave(EDA, run)
     entry = json.loads(record.read_text())
@@ -112,12 +125,10 @@ def test_a_kernel_of_another_mlflow_store_is_not_claimed(run, monkeypatch):
 
 
 def test_the_kernel_creates_the_notebooks_mlflow_run_under_its_parent(run, tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the kernel inherits it, as from a scheduler's task
+    client, _ = existing_store(tmp_path, monkeypatch)
     handoff.leave(EDA, run)
     km = handoff.claim(EDA, run)
     try:
-        client = MlflowClient(uri)
         parent = client.create_run(client.create_experiment("parent-of-test")).info.run_id
         tracker = handoff.BackgroundTracker(km, make=lambda: pytest.fail("the kernel creates the run"))
         child = tracker.start("01_eda", {"lead2value.step": "01_eda"}, parent)
@@ -131,13 +142,11 @@ def test_the_kernel_creates_the_notebooks_mlflow_run_under_its_parent(run, tmp_p
 def test_the_kernel_completes_and_ends_the_notebooks_run_without_mlflow_here(run, tmp_path, monkeypatch):
     """A step process with a handed kernel never loads its own tracker: the kernel logs the executed copy
     and ends the run. Once the kernel is gone, the tracker of this process takes over."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client, _ = existing_store(tmp_path, monkeypatch)
     handoff.leave(EDA, run)
     km = handoff.claim(EDA, run)
     recorder = Recorder()
     try:
-        client = MlflowClient(uri)
         tracker = handoff.BackgroundTracker(km, make=lambda: recorder, preload=False)
         child = tracker.start("01_eda", {"lead2value.step": "01_eda"}, None)
         executed = tmp_path / "01_eda.html"
@@ -157,16 +166,13 @@ def test_the_kernel_completes_and_ends_the_notebooks_run_without_mlflow_here(run
 def test_a_whole_runs_tracker_uses_the_kernel_it_is_given_and_ends_a_failure_itself(run, tmp_path, monkeypatch):
     """kernel=...: the kernel of the moment does the MLflow calls (stale runs, a run's start and end); a
     failure's end, and the run's metrics, go to this process's tracker."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client, experiment = existing_store(tmp_path, monkeypatch)
     handoff.leave(EDA, run)
     km = handoff.claim(EDA, run)
     recorder = Recorder()
     current = {"km": km}
     try:
         tracker = handoff.BackgroundTracker(make=lambda: recorder, preload=False, kernel=lambda: current["km"])
-        client = MlflowClient(uri)
-        experiment = client.create_experiment(tracking.EXPERIMENT_NAME)
         dead = client.create_run(experiment, tags={"lead2value.run_id": "dead"}).info.run_id
         child = client.create_run(experiment, tags={"mlflow.parentRunId": dead}).info.run_id
         by_hand = client.create_run(experiment).info.run_id  # a notebook opened in JupyterLab: left alone
