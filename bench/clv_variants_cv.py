@@ -40,7 +40,7 @@ from sklearn.model_selection import KFold
 from utils.clv import protocol
 from utils.clv.basket import BASKET_COLUMN, parse_baskets
 from utils.clv.btyd import BTYDRegressor
-from utils.clv.features import TARGET
+from utils.clv.features import TARGET, latest_event
 from utils.clv.model import (
     ENRICHED_DEFAULTS,
     NAIVE_FEATURE,
@@ -219,7 +219,7 @@ def family_basket(text: str) -> str:
     return json.dumps(families)
 
 
-def variants(columns: dict, history: pd.DataFrame, pairs: pd.DataFrame | None, horizon_days: int,
+def variants(columns: dict, history: pd.DataFrame, pairs: pd.DataFrame, horizon_days: int,
              seed: int) -> tuple[dict, dict]:
     def recipe(random_state=seed):
         return make_enriched_hurdle(None, random_state)
@@ -231,20 +231,18 @@ def variants(columns: dict, history: pd.DataFrame, pairs: pd.DataFrame | None, h
         "naive": NaiveCLV(), "btyd_window_all": btyd, "recipe": recipe(),
         "bag5": Averaged([recipe(seed + i) for i in range(5)], [enriched] * 5),
         "blend_btyd": Averaged([recipe(), btyd], [enriched, columns["btyd"]]),
-        "stack_btyd": WithBTYD(btyd, make_enriched_hurdle(None, seed).set_params(
-            estimator__base_feature="btyd_forecast")),
+        "stack_btyd": WithBTYD(btyd, recipe().set_params(estimator__base_feature="btyd_forecast")),
         "heteroscedastic": ProductSignalRegressor(HeteroscedasticHurdle(random_state=seed, **plain),
                                                   random_state=seed),
         "early_flag": recipe(),
         "families": ExtraSignal(recipe()),
+        "order_signal": OrderSignal(recipe(), pairs),
     }
     reads = {"naive": columns["naive"], "btyd_window_all": columns["btyd"], "recipe": enriched, "bag5": enriched,
              "blend_btyd": list(dict.fromkeys([*enriched, *columns["btyd"]])),
              "stack_btyd": list(dict.fromkeys([*with_id, *columns["btyd"]])), "heteroscedastic": enriched,
-             "early_flag": [*enriched, "early_customer"], "families": [*enriched, "family_basket"]}
-    if pairs is not None:
-        models["order_signal"] = OrderSignal(recipe(), pairs)
-        reads["order_signal"] = with_id
+             "early_flag": [*enriched, "early_customer"], "families": [*enriched, "family_basket"],
+             "order_signal": with_id}
     return models, reads
 
 
@@ -259,6 +257,9 @@ def main() -> None:
     pd.set_option("display.width", 200)
     for name in args.datasets:
         data, _ = sources(name)
+        # The same for every window: the data's end (the report's as_of) does not depend on it.
+        data_end = latest_event(data["customers"], data["web_actions"], data["campaigns"], data["purchases"])
+        pairs = order_pairs(data["purchase_lines"], data_end, args.horizon)
         for window in args.windows:
             started = time.perf_counter()
             customers, history, report = protocol.clv_tables(data, window, args.horizon)
@@ -267,9 +268,7 @@ def main() -> None:
                 early_customer=(days_after_start(train["ref_date"], pd.Timestamp(report["data_start"])) < 14)
                 .astype("float64"),
                 family_basket=train[BASKET_COLUMN].map(family_basket))
-            pairs = None
-            if "purchase_lines" in data:
-                pairs = order_pairs(data["purchase_lines"], pd.Timestamp(report["as_of"]), args.horizon)
+            assert pd.Timestamp(report["as_of"]) == data_end, "order pairs made for another end of the data"
             models, reads = variants(protocol.model_columns(customers), history, pairs, args.horizon, args.seed)
             _, table = select_by_time_cv(models, train, train[TARGET].to_numpy(), args.folds, reads)
             print(f"\n=== {name} {window} d: {len(train):,} training customers, {args.folds} time-ordered folds "
